@@ -1,0 +1,98 @@
+"""The `esbundle` entry point: the offline group from `loader.cli`, plus the connected side's commands.
+
+Nothing heavy is imported here: `esbundle verify` must start on an install without torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bundler.keys import generate_keypair, load_signing_key, read_passphrase
+from loader.cli import cli
+from loader.errors import ModelError, UsageError
+from loader.format import layout
+from loader.format.canonical import JsonProblem, strict_loads
+from loader.units import SIZE
+
+
+@cli.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Directory for the key files.")
+@click.option("--name", default="esbundle", show_default=True, help="File name stem: NAME.key and NAME.pub.")
+@click.option("--no-passphrase", is_flag=True, help="Write the private key unencrypted (an explicit choice).")
+def keygen(out_dir: Path, name: str, no_passphrase: bool) -> None:
+    """Make an Ed25519 signing key pair; the passphrase comes from $ESBUNDLE_KEY_PASSPHRASE or a prompt."""
+    passphrase = None if no_passphrase else read_passphrase(confirm=True)
+    pair = generate_keypair(out_dir, name, passphrase)
+    click.echo(f"private key  {pair.private_path}  (mode 0600{', encrypted' if passphrase else ', NOT encrypted'})")
+    click.echo(f"public key   {pair.public_path}  (give this to the operators of the closed network)")
+    click.echo(f"key id       {pair.key_id}")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return strict_loads(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot be read ({exc.strerror})") from None
+    except JsonProblem as exc:
+        raise ModelError(f"{what} {path}: {exc}") from None
+
+
+@cli.command()
+@click.option("--definition", required=True, type=click.Path(path_type=Path), help="TorchScript file traced elsewhere.")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Elasticsearch trained-model config JSON (the PUT body).")
+@click.option("--vocab", "vocab_path", required=True, type=click.Path(path_type=Path), help="Vocabulary JSON.")
+@click.option("--signing-key", required=True, type=click.Path(path_type=Path), help="Private key from keygen.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
+@click.option("--es-model-id", help="Model id in Elasticsearch (default: the definition file's name).")
+@click.option("--bundle-version", default=1, show_default=True, type=int, help="Raise for each new bundle of a model.")
+@click.option("--expires-in", "expires_in", default=365, show_default=True, type=int,
+              help="Days until the bundle expires (0: never).")
+@click.option("--part-size", default=str(layout.DEFAULT_PART_SIZE), type=SIZE, show_default=True,
+              help="Raw bytes per definition part (e.g. 1M).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def pack(definition: Path, config_path: Path, vocab_path: Path, signing_key: Path, out: Path, es_model_id: str | None,
+         bundle_version: int, expires_in: int, part_size: int, as_json: bool) -> None:
+    """Pack a TorchScript model traced elsewhere into a signed bundle (bring your own model)."""
+    from bundler.writer import write_bundle
+
+    config = _read_json(config_path, "config")
+    vocabulary = _read_json(vocab_path, "vocabulary")
+    if not isinstance(config, dict) or not isinstance(config.get("inference_config"), dict):
+        raise ModelError(f"config {config_path}: has no inference_config object")
+    task_type = next(iter(config["inference_config"]), "")
+    model_id = es_model_id or definition.stem.lower()
+    if os.path.lexists(out):
+        raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
+    key = load_signing_key(signing_key)
+    manifest = write_bundle(out, definition=definition, config=config, vocabulary=vocabulary, signing_key=key,
+                            model_id=model_id, task_type=task_type, bundle_version=bundle_version,
+                            expires_in_days=expires_in or None, part_size=part_size,
+                            provenance={"source": {"kind": "pack", "definition": definition.name}})
+    summary = {"bundle": str(out), "bundle_id": manifest.bundle_id, "model_id": manifest.model_id,
+               "task_type": manifest.task_type, "parts": manifest.definition.part_count,
+               "definition_bytes": manifest.definition.total_length, "signer_key_id": manifest.signer_key_id}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"wrote {out}: {manifest.model_id} ({manifest.task_type}), {manifest.definition.part_count} parts, "
+                   f"bundle {manifest.bundle_id}, signed by {manifest.signer_key_id[:16]}")
+
+
+def _register_export() -> None:
+    try:
+        from bundler.export.command import export
+    except ImportError:  # the export package may be absent from a trimmed install
+        return
+    cli.add_command(export)
+
+
+_register_export()
+
+
+def main() -> None:
+    cli(prog_name="esbundle")

@@ -1,0 +1,184 @@
+"""The bundle writer: cut, compress, hash, sign, and put a complete bundle in place atomically.
+
+Everything is written into a hidden temporary directory beside the target, verified there with the same code
+the offline side runs, and only then renamed into place: a crash never leaves something that looks complete.
+The same inputs, creation time and key give byte-identical files (zstd at a fixed level is deterministic,
+Ed25519 signatures are deterministic, JSON is canonical).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zstandard
+
+from bundler.keys import SigningKey
+from bundler.sign import sign_manifest
+from loader import __version__, settings
+from loader.errors import ModelError, UsageError
+from loader.format import layout
+from loader.format.canonical import canonical_bytes
+from loader.format.manifest import SCHEMA_V1, Definition, FileEntry, Manifest, format_time
+from loader.format.model_config import (
+    TASK_TYPES,
+    config_problems,
+    model_id_problem,
+    tokenization_kind,
+    vocabulary_problems,
+)
+from loader.verify import verify_bundle
+
+ZSTD_LEVEL = 3
+_WINDOW = 8  # parts compressed at once: bounds memory to a few parts
+
+
+@dataclass(frozen=True)
+class _Stored:
+    entry: FileEntry
+    data: bytes
+
+
+def creation_time(explicit: datetime | None = None) -> datetime:
+    if explicit:
+        return explicit
+    epoch = settings.get(settings.SOURCE_DATE_EPOCH)
+    if epoch:
+        return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+def _pack(path: str, role: str, raw: bytes, compress: bool, part: int | None = None) -> _Stored:
+    data = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False).compress(raw) if compress else raw
+    entry = FileEntry(path=path, role=role, compression="zstd" if compress else "none",
+                      stored_size=len(data), stored_sha256=hashlib.sha256(data).hexdigest(),
+                      size=len(raw), sha256=hashlib.sha256(raw).hexdigest(), part=part)
+    return _Stored(entry, data)
+
+
+def _chunks(handle: BinaryIO, size: int) -> Iterator[bytes]:
+    while chunk := handle.read(size):
+        yield chunk
+
+
+def _write_file(root: Path, rel: str, data: bytes) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_parts(tmp: Path, definition: Path, part_size: int) -> tuple[list[FileEntry], str, int]:
+    """Cut the definition into parts, compress several at once, write in order; return entries and whole sha256."""
+    whole, entries, total = hashlib.sha256(), [], 0
+    with open(definition, "rb") as handle, ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        pending: list[Any] = []
+        for index, chunk in enumerate(_chunks(handle, part_size)):
+            whole.update(chunk)
+            total += len(chunk)
+            pending.append(pool.submit(_pack, layout.part_path(index), layout.ROLE_DEFINITION_PART, chunk, True, index))
+            if len(pending) >= _WINDOW:
+                stored = pending.pop(0).result()
+                _write_file(tmp, stored.entry.path, stored.data)
+                entries.append(stored.entry)
+        for future in pending:
+            stored = future.result()
+            _write_file(tmp, stored.entry.path, stored.data)
+            entries.append(stored.entry)
+    return entries, whole.hexdigest(), total
+
+
+def check_inputs(*, definition: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any], model_id: str,
+                 task_type: str, bundle_version: int, part_size: int) -> None:
+    """Refuse, before writing anything, what verify or the cluster would refuse later."""
+    if task_type not in TASK_TYPES:
+        raise UsageError(f"task type {task_type!r} is not one of {', '.join(TASK_TYPES)}")
+    why = model_id_problem(model_id)
+    if why:
+        raise UsageError(f"--es-model-id: {why}")
+    if bundle_version < 1:
+        raise UsageError("--bundle-version must be at least 1")
+    if not layout.MIN_PART_SIZE <= part_size <= layout.MAX_PART_SIZE:
+        raise UsageError(f"--part-size {part_size} is outside {layout.MIN_PART_SIZE}..{layout.MAX_PART_SIZE} bytes")
+    if not definition.is_file():
+        raise UsageError(f"definition {definition}: not a file")
+    total = definition.stat().st_size
+    if total == 0 or total > layout.MAX_DEFINITION_BYTES:
+        raise ModelError(
+            f"definition {definition}: {total} bytes; Elasticsearch takes 1..{layout.MAX_DEFINITION_BYTES}")
+    if math.ceil(total / part_size) > layout.MAX_PARTS:
+        raise UsageError(f"definition {definition}: {math.ceil(total / part_size)} parts of {part_size} bytes exceed "
+                         f"Elasticsearch's {layout.MAX_PARTS}",
+                         hint=f"use --part-size {math.ceil(total / layout.MAX_PARTS)} or more")
+    problems = [f"config: {p}" for p in config_problems(config, task_type)]
+    problems += [f"vocabulary: {p}" for p in vocabulary_problems(vocabulary, tokenization_kind(config))]
+    if problems:
+        raise ModelError("the model's files would be refused by Elasticsearch:\n  " + "\n  ".join(problems))
+
+
+def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any],
+                 signing_key: SigningKey, model_id: str, task_type: str, bundle_version: int = 1,
+                 expires_in_days: int | None = 365, part_size: int = layout.DEFAULT_PART_SIZE,
+                 provenance: Mapping[str, Any] | None = None, samples: Sequence[Mapping[str, Any]] = (),
+                 compatibility: Mapping[str, Any] | None = None, created_at: datetime | None = None) -> Manifest:
+    """Write a signed bundle at `out` (which must not exist) and return its manifest."""
+    if os.path.lexists(out):
+        raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
+    check_inputs(definition=definition, config=config, vocabulary=vocabulary, model_id=model_id,
+                 task_type=task_type, bundle_version=bundle_version, part_size=part_size)
+    created = creation_time(created_at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        parts, whole_sha256, total = _write_parts(tmp, definition, part_size)
+        config_bytes = (json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        others = [_pack(layout.CONFIG, layout.ROLE_CONFIG, config_bytes, False),
+                  _pack(layout.VOCABULARY, layout.ROLE_VOCABULARY, canonical_bytes(vocabulary), True)]
+        for stored in others:
+            _write_file(tmp, stored.entry.path, stored.data)
+        files = tuple(parts + [s.entry for s in others])
+        identity = canonical_bytes({"model_id": model_id, "bundle_version": bundle_version,
+                                    "created_at": format_time(created), "definition": whole_sha256,
+                                    "files": [e.stored_sha256 for e in files], "signer": signing_key.key_id})
+        manifest = Manifest(
+            schema=SCHEMA_V1, bundle_id=str(uuid.UUID(bytes=hashlib.sha256(identity).digest()[:16], version=4)),
+            model_id=model_id, task_type=task_type, bundle_version=bundle_version,
+            created_at=format_time(created),
+            expires_at=format_time(created + timedelta(days=expires_in_days)) if expires_in_days else None,
+            signer_key_id=signing_key.key_id,
+            definition=Definition(total_length=total, part_size=part_size, part_count=len(parts), sha256=whole_sha256),
+            files=files, tools={"esbundle": __version__, "format": SCHEMA_V1},
+            provenance=dict(provenance or {}), samples=tuple(samples), compatibility=dict(compatibility or {}),
+        )
+        manifest_bytes = manifest.to_bytes()
+        _write_file(tmp, layout.MANIFEST, manifest_bytes)
+        _write_file(tmp, layout.ENVELOPE, sign_manifest(manifest_bytes, signing_key))
+        # Prove the bundle with the offline side's own verifier before it is allowed to exist.
+        verify_bundle(tmp, {signing_key.key_id: signing_key.private_key.public_key()}, now=created, progress=False)
+        os.rename(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

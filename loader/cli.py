@@ -1,0 +1,92 @@
+"""The offline commands (verify, inspect) and the group with its single error boundary.
+
+Thin: parse, call one library function, print. Results on stdout, progress and errors on stderr.
+The connected side's commands are added to the same group by `bundler.cli`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loader import __version__, settings
+from loader.errors import EXIT_CODES, EsbundleError, SignatureError
+from loader.inspect import describe, render
+from loader.keys import load_trusted_keys
+from loader.verify import Check, verify_bundle
+
+
+class _Group(click.Group):
+    """Turns every EsbundleError into its message and its class's exit code, with no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EsbundleError as exc:
+            click.echo(exc.render(), err=True)
+            ctx.exit(exc.exit_code)
+
+
+_EPILOG = "Exit codes: " + "; ".join(f"{code} {text.split(':')[0]}" for code, text in EXIT_CODES.items())
+
+
+@click.group(cls=_Group, epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="esbundle")
+def cli() -> None:
+    """Carry NLP models for Elasticsearch across an air gap: export, verify, load."""
+
+
+trusted_key_option = click.option(
+    "--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
+    help=f"Public key (or directory of keys) to trust; repeatable. Default: ${settings.TRUSTED_KEYS}.")
+
+
+def trusted_keys_from(flag_values: tuple[Path, ...], *, required: bool) -> dict[str, Any]:
+    paths = settings.trusted_key_paths(flag_values)
+    if not paths:
+        if required:
+            raise SignatureError("no trusted public key given; refusing to trust whatever key the bundle names",
+                                 hint=f"pass --trusted-key PUB or set {settings.TRUSTED_KEYS}")
+        return {}
+    return load_trusted_keys(paths)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@trusted_key_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
+def verify(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None:
+    """Check a bundle's signature and every byte, offline. Nothing is uploaded."""
+    def line(check: Check) -> None:
+        if not as_json:
+            click.echo(f"ok    {check.name:<10} {check.detail}")
+
+    try:
+        verified = verify_bundle(bundle, trusted_keys_from(trusted_keys, required=True), on_check=line,
+                                 progress=False if as_json else None)
+    except EsbundleError as exc:
+        exc.message = f"{bundle}: {exc.message}. Bundle REJECTED; nothing was uploaded"
+        if as_json:
+            click.echo(json.dumps({"verified": False, "exit_code": exc.exit_code, "error": exc.message,
+                                   "problems": [str(p) for p in exc.problems]}))
+        raise
+    m = verified.manifest
+    if as_json:
+        click.echo(json.dumps({"verified": True, "bundle_id": m.bundle_id, "model_id": m.model_id,
+                               "manifest_sha256": verified.manifest_sha256, "signer_key_id": verified.signer_key_id,
+                               "checks": [{"name": c.name, "detail": c.detail} for c in verified.checks]}))
+    else:
+        click.echo(f"VERIFIED  {m.model_id} ({m.task_type}), bundle {m.bundle_id} version {m.bundle_version}: "
+                   "every check passed")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@trusted_key_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None:
+    """Show what a bundle holds. The signature is checked only when a trusted key is given."""
+    info = describe(bundle, trusted_keys_from(trusted_keys, required=False))
+    click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else render(info))

@@ -1,0 +1,70 @@
+"""What a bundle says about itself, for people: model, task, source, sizes, signer, dates.
+
+Without a trusted key nothing is authenticated, and the summary says so plainly.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from loader.errors import LayoutError
+from loader.format import layout
+from loader.format.manifest import Manifest
+from loader.verify import authenticate, read_capped
+
+
+def describe(root: Path, trusted: Mapping[str, Ed25519PublicKey] | None) -> dict[str, Any]:
+    if trusted:
+        manifest, manifest_bytes, signer = authenticate(root, trusted)
+        signature = f"checked: valid, signed by trusted key {signer}"
+    else:
+        manifest_bytes = read_capped(root / layout.MANIFEST, layout.MAX_MANIFEST_BYTES,
+                                     LayoutError(f"{layout.MANIFEST}: missing"))
+        manifest = Manifest.from_bytes(manifest_bytes)
+        signature = "NOT checked (no trusted key given); nothing below is authenticated"
+    d = manifest.definition
+    source = manifest.provenance.get("source", {})
+    return {
+        "bundle_id": manifest.bundle_id,
+        "model_id": manifest.model_id,
+        "task_type": manifest.task_type,
+        "bundle_version": manifest.bundle_version,
+        "source": source,
+        "created_at": manifest.created_at,
+        "expires_at": manifest.expires_at,
+        "signer_key_id": manifest.signer_key_id,
+        "signature": signature,
+        "signature_checked": bool(trusted),
+        "definition_bytes": d.total_length,
+        "part_size": d.part_size,
+        "part_count": d.part_count,
+        "definition_sha256": d.sha256,
+        "stored_bytes": manifest.stored_bytes,
+        "files": len(manifest.files),
+        "samples": len(manifest.samples),
+        "compatibility": dict(manifest.compatibility),
+        "tools": dict(manifest.tools),
+    }
+
+
+def render(info: Mapping[str, Any]) -> str:
+    src = info["source"]
+    source = src.get("hub_model_id") or src.get("directory") or "-"
+    if src.get("commit_sha"):
+        source += f" @ {src['commit_sha']}"
+    rows = [
+        ("model id", info["model_id"]), ("task", info["task_type"]), ("bundle", info["bundle_id"]),
+        ("bundle version", info["bundle_version"]), ("source", source),
+        ("definition", f"{info['definition_bytes']} bytes in {info['part_count']} parts of {info['part_size']}"),
+        ("stored", f"{info['stored_bytes']} bytes in {info['files']} files"),
+        ("signer key id", info["signer_key_id"]), ("signature", info["signature"]),
+        ("created", info["created_at"]), ("expires", info["expires_at"] or "never"),
+        ("samples", f"{info['samples']} recorded for the smoke test"),
+    ]
+    for key, value in sorted(info["compatibility"].items()):
+        rows.append((key.replace("_", " "), value))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
