@@ -6,6 +6,7 @@ never lands in shell history or a process listing.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def generate_keypair(out_dir: Path, name: str = "esbundle", passphrase: bytes | 
 def read_passphrase(*, confirm: bool) -> bytes:
     value = settings.get(settings.KEY_PASSPHRASE)
     if value is None:
-        if not click.get_text_stream("stdin").isatty():
+        if not sys.stdin or not sys.stdin.isatty():
             raise UsageError(f"no passphrase: set {settings.KEY_PASSPHRASE} or run in a terminal to be prompted")
         value = click.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
     if not value:
