@@ -17,6 +17,8 @@ from loader.inspect import describe, render
 from loader.keys import load_trusted_keys
 from loader.verify import Check, verify_bundle
 
+DEBUG = "ESBUNDLE_DEBUG"
+
 
 class _Group(click.Group):
     """Turns every EsbundleError into its message and its class's exit code, with no traceback."""
@@ -25,8 +27,17 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except EsbundleError as exc:
-            click.echo(exc.render(), err=True)
+            click.echo(settings.scrub(exc.render()), err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            # An unexpected error: its message may quote a credential, and a traceback would show it again.
+            if settings.get(DEBUG):
+                raise
+            click.echo(settings.scrub(f"unexpected error: {type(exc).__name__}: {exc}"), err=True)
+            click.echo(f"hint: set {DEBUG}=1 for a traceback, and report it", err=True)
+            ctx.exit(1)
 
 
 _EPILOG = "Exit codes: " + "; ".join(f"{code} {text.split(':')[0]}" for code, text in EXIT_CODES.items())
@@ -90,3 +101,7 @@ def inspect(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None
     """Show what a bundle holds. The signature is checked only when a trusted key is given."""
     info = describe(bundle, trusted_keys_from(trusted_keys, required=False))
     click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else render(info))
+
+
+# The cluster commands live in their own module; importing it registers them on this group.
+from loader import cli_cluster  # noqa: E402,F401

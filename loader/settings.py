@@ -43,3 +43,18 @@ def audit_log_path() -> Path:
 
 def progress_disabled() -> bool:
     return get(NO_PROGRESS) is not None
+
+
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a credential so the error boundary can scrub it from anything it prints."""
+    if value and len(value) >= 3:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,172 @@
+"""The offline side's one network chokepoint: an Elasticsearch client that speaks to 8.x and 9.x clusters.
+
+The 9.x Python client announces `compatible-with=9`, which 8.x servers refuse with a 400. So the first request
+(`GET /`) asks for plain JSON, the cluster's major version is read from it, and every later request carries the
+compatibility header that cluster accepts. Every error becomes a `ClusterError` that quotes Elasticsearch's own
+type and reason and never a credential.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from loader.compat import Version, parse_version
+from loader.errors import ClusterError, UsageError
+
+T = TypeVar("T")
+RETRY_STATUSES = (429, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class Connection:
+    urls: tuple[str, ...] = ()
+    cloud_id: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    ca_certs: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    insecure: bool = False
+    timeout: float = 60.0
+    concurrency: int = 4
+
+    @property
+    def target(self) -> str:
+        """Where we connect, safe to print: never credentials."""
+        return self.cloud_id.split(":")[0] + " (cloud id)" if self.cloud_id else ", ".join(map(redact_url, self.urls))
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def _error_text(exc: Exception) -> tuple[int | None, str, str]:
+    """(status, Elasticsearch error type, reason) from any client exception."""
+    from elasticsearch import ApiError
+
+    if isinstance(exc, ApiError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        return exc.meta.status, str(error.get("type", "")), str(error.get("reason", exc.message))
+    return None, type(exc).__name__, str(exc).split(" caused by:")[0]
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 8
+    base: float = 0.25
+    cap: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+    count: int = 0  # retries made, for the receipt
+
+    def delay(self, attempt: int) -> float:
+        import random
+
+        # Full jitter: concurrent workers that failed together do not come back together.
+        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+class Cluster:
+    """A connected client with the right compatibility header, and retries with backoff where they are safe."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.retry = RetryPolicy()
+        self._client = self._build(connection)
+        info = self.call("reach the cluster", lambda c: c.options(headers=_plain_json()).info(), retry=False)
+        self.info: dict[str, Any] = dict(info)
+        self.version: Version = parse_version(self.info["version"]["number"])
+        major = min(self.version[0], 9)
+        self.client = self._client.options(headers=_compat(major))
+
+    @staticmethod
+    def _build(c: Connection) -> Any:
+        from elasticsearch import Elasticsearch
+
+        if not c.urls and not c.cloud_id:
+            raise UsageError("no cluster given", hint="pass --url URL (or set ES_URL) or --cloud-id ID")
+        hosts, basic = [], None
+        for url in c.urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise UsageError(f"--url {redact_url(url)}: not an http(s) URL")
+            if parts.username:  # credentials in the URL move to the auth header, never into logs
+                basic = (parts.username, parts.password or "")
+            hosts.append(redact_url(url))
+        if c.username is not None:
+            basic = (c.username, c.password or "")
+        options: dict[str, Any] = {
+            "request_timeout": c.timeout, "max_retries": 0, "retry_on_timeout": False,
+            "connections_per_node": max(c.concurrency + 2, 10),
+            "verify_certs": not c.insecure, "ssl_show_warn": False,
+        }
+        if c.ca_certs:
+            options["ca_certs"] = c.ca_certs
+        if c.client_cert:
+            options["client_cert"] = c.client_cert
+        if c.client_key:
+            options["client_key"] = c.client_key
+        if c.api_key:
+            options["api_key"] = c.api_key
+        elif basic:
+            options["basic_auth"] = basic
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Elasticsearch(hosts or None, cloud_id=c.cloud_id, **options)
+
+    def call(self, what: str, request: Callable[[Any], T], *, retry: bool = True,
+             ok_statuses: tuple[int, ...] = ()) -> T:
+        """Run one request; retry 429/5xx-gateway and dropped connections with backoff; anything else stops.
+
+        `ok_statuses`: statuses the caller handles itself (the ApiError is re-raised to it untouched).
+        """
+        from elasticsearch import ApiError, ConnectionError, ConnectionTimeout
+
+        client = getattr(self, "client", None) or self._client
+        attempt = 0
+        while True:
+            try:
+                return request(client)
+            except ApiError as exc:
+                if exc.meta.status in ok_statuses:
+                    raise
+                if not (retry and exc.meta.status in RETRY_STATUSES and attempt + 1 < self.retry.attempts):
+                    raise self._failure(what, exc) from None
+            except (ConnectionError, ConnectionTimeout) as exc:
+                if not (retry and attempt + 1 < self.retry.attempts):
+                    raise self._failure(what, exc) from None
+            self.retry.count += 1
+            self.retry.sleep(self.retry.delay(attempt))
+            attempt += 1
+
+    def _failure(self, what: str, exc: Exception) -> ClusterError:
+        status, kind, reason = _error_text(exc)
+        target = self.connection.target
+        if status is None:
+            return ClusterError(f"cannot {what}: {target} did not answer ({kind}: {reason})",
+                                hint="check --url, the network path, and TLS options (--ca-certs, --insecure)")
+        hint = None
+        if status == 401:
+            hint = "check the credentials (-u/-p, --api-key, or ES_USERNAME/ES_PASSWORD/ES_API_KEY)"
+        elif status == 403:
+            hint = "the user needs the manage_ml cluster privilege, and the cluster a licence with machine learning"
+        return ClusterError(f"cannot {what}: {target} answered {status} {kind}: {reason}", hint=hint)
+
+
+def _plain_json() -> dict[str, str]:
+    return {"accept": "application/json", "content-type": "application/json"}
+
+
+def _compat(major: int) -> dict[str, str]:
+    media = f"application/vnd.elasticsearch+json; compatible-with={major}"
+    return {"accept": media, "content-type": media}

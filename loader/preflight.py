@@ -1,0 +1,158 @@
+"""Everything checked against the cluster before the first write, and the plan that follows from it.
+
+Order: reachable (done when connecting), licence, an ML node, the Elasticsearch version the bundle needs, the
+libtorch the cluster runs, the model id, and what the cluster already holds under that id (absent, this very
+bundle half or fully loaded, another bundle, a newer bundle). Any refusal raises before anything is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from loader.cluster import Cluster
+from loader.compat import libtorch_for, max_file_version, parse_version, torch_version, version_text
+from loader.errors import ClusterError, PolicyError, UsageError
+from loader.format.model_config import model_id_problem
+from loader.verify import Check, Verified
+
+METADATA_KEY = "esbundle"
+ML_LICENCES = ("platinum", "enterprise", "trial")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    replace: bool = False
+    allow_downgrade: bool = False
+    force: bool = False
+
+
+@dataclass
+class Plan:
+    model_id: str
+    action: str  # create | resume | replace | already-loaded
+    part_count: int
+    raw_bytes: int
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    existing: dict[str, Any] | None = None
+
+
+def bundle_metadata(verified: Verified) -> dict[str, Any]:
+    m = verified.manifest
+    return {"bundle_id": m.bundle_id, "bundle_version": m.bundle_version, "manifest_sha256": verified.manifest_sha256,
+            "signer_key_id": verified.signer_key_id, "definition_sha256": m.definition.sha256,
+            "created_at": m.created_at}
+
+
+def get_model(cluster: Cluster, model_id: str) -> dict[str, Any] | None:
+    from elasticsearch import NotFoundError
+
+    try:
+        response = cluster.call(f"look up model [{model_id}]", lambda c: c.ml.get_trained_models(
+            model_id=model_id, include="definition_status"), ok_statuses=(404,))
+    except NotFoundError:
+        return None
+    models = response.get("trained_model_configs") or []
+    return dict(models[0]) if models else None
+
+
+def _licence(cluster: Cluster) -> Check:
+    licence = cluster.call("read the licence", lambda c: c.license.get())["license"]
+    kind, status = licence.get("type"), licence.get("status")
+    if kind not in ML_LICENCES or status != "active":
+        raise PolicyError(f"the cluster's licence is {kind} ({status}); machine learning needs platinum, enterprise "
+                          "or trial", hint="nothing was uploaded; start a trial or upgrade the licence")
+    return Check("licence", f"{kind}, {status}")
+
+
+def _ml_node(cluster: Cluster) -> Check:
+    nodes = cluster.call("list the nodes", lambda c: c.nodes.info())["nodes"]
+    ml = [n.get("name", node_id) for node_id, n in nodes.items() if "ml" in (n.get("roles") or [])]
+    if not ml:
+        raise ClusterError("the cluster has no machine learning node (no node with the `ml` role)",
+                           hint="add a node with node.roles including ml; nothing was uploaded")
+    return Check("ml node", f"{len(ml)} ({', '.join(sorted(ml)[:3])})")
+
+
+def _runtime(cluster: Cluster, verified: Verified, overrides: Overrides, notes: list[str]) -> list[Check]:
+    """Version and libtorch: refuse what the cluster's native process could not load."""
+    compat = verified.manifest.compatibility
+    provenance = verified.manifest.provenance
+    cluster_version = version_text(cluster.version)
+    checks = []
+    minimum = compat.get("min_es_version")
+    if minimum and cluster.version < parse_version(str(minimum)):
+        _refuse(overrides, notes,
+                f"the bundle needs Elasticsearch {minimum} or later; the cluster runs {cluster_version}")
+    checks.append(Check("version", f"cluster {cluster_version}, bundle needs {minimum or 'any'}"))
+    libtorch = libtorch_for(cluster.version)
+    traced = compat.get("traced_with_torch") or provenance.get("libraries", {}).get("torch")
+    file_version = provenance.get("torchscript_file_version")
+    readable = max_file_version(libtorch) if libtorch else None
+    if libtorch is None:
+        notes.append(f"libtorch of Elasticsearch {cluster_version} is not in the table; not checked")
+    elif file_version is not None and readable is not None and int(file_version) > readable:
+        _refuse(overrides, notes, f"the cluster's libtorch {libtorch} reads TorchScript files up to version "
+                f"{readable}; the bundle's is version {file_version}")
+    elif traced and torch_version(str(traced)) > torch_version(libtorch):
+        if compat.get("allow_newer_torch"):
+            notes.append(f"traced with torch {traced}, newer than the cluster's libtorch {libtorch}; the publisher "
+                         "accepted that at export (--allow-newer-torch)")
+        else:
+            _refuse(overrides, notes, f"the bundle was traced with torch {traced}, newer than the cluster's libtorch "
+                    f"{libtorch}", hint_text=f"re-export with torch=={libtorch} or --target-es-version "
+                    f"{cluster_version} --allow-newer-torch")
+    checks.append(Check("libtorch", f"cluster runs {libtorch or 'unknown'}, bundle traced with {traced or 'unknown'}"
+                        + (f", file version {file_version} (reads up to {readable})" if file_version else "")))
+    return checks
+
+
+def _refuse(overrides: Overrides, notes: list[str], reason: str, hint_text: str | None = None) -> None:
+    if overrides.force:
+        notes.append(f"forced past: {reason}")
+        return
+    raise PolicyError(reason + "; nothing was uploaded",
+                      hint=hint_text or "load it into a cluster that can run it, or pass --force to try anyway")
+
+
+def _existing(existing: dict[str, Any] | None, verified: Verified, overrides: Overrides, model_id: str,
+              notes: list[str]) -> tuple[str, Check]:
+    if existing is None:
+        return "create", Check("model", f"[{model_id}] absent: will be created")
+    ours = bundle_metadata(verified)
+    theirs = (existing.get("metadata") or {}).get(METADATA_KEY) or {}
+    if theirs.get("bundle_id") == ours["bundle_id"] and theirs.get("manifest_sha256") == ours["manifest_sha256"]:
+        if existing.get("fully_defined"):
+            return "already-loaded", Check("model", f"[{model_id}] already holds this bundle, fully defined")
+        return "resume", Check("model", f"[{model_id}] holds this bundle half loaded: will resume")
+    held_version = theirs.get("bundle_version")
+    described = (f"bundle {theirs.get('bundle_id')} version {held_version}" if theirs
+                 else "a model that did not come from an esbundle bundle")
+    if isinstance(held_version, int) and held_version > ours["bundle_version"]:
+        if not overrides.allow_downgrade:
+            raise PolicyError(f"[{model_id}] runs {described}; this bundle's version {ours['bundle_version']} is older "
+                              "(rollback refused); nothing was uploaded",
+                              hint="pass --replace --allow-downgrade if the downgrade is intended")
+        notes.append(f"downgrade from version {held_version} allowed (--allow-downgrade)")
+    if not overrides.replace:
+        raise PolicyError(f"model id [{model_id}] is already held by {described}; nothing was touched",
+                          hint="pass --replace to delete it and load this bundle, or choose --es-model-id")
+    return "replace", Check("model", f"[{model_id}] holds {described}: will be replaced")
+
+
+def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Overrides) -> Plan:
+    why = model_id_problem(model_id)
+    if why:
+        raise UsageError(f"--es-model-id: {why}")
+    if model_id.startswith("."):
+        raise UsageError(f"--es-model-id {model_id}: ids starting with '.' are reserved for Elastic's own models")
+    m = verified.manifest
+    notes: list[str] = []
+    checks = [Check("reachable", f"{cluster.connection.target}: {cluster.info.get('cluster_name')} "
+                    f"({cluster.info.get('cluster_uuid')}), Elasticsearch {version_text(cluster.version)}"),
+              _licence(cluster), _ml_node(cluster), *_runtime(cluster, verified, overrides, notes)]
+    existing = get_model(cluster, model_id)
+    action, check = _existing(existing, verified, overrides, model_id, notes)
+    checks.append(check)
+    return Plan(model_id=model_id, action=action, part_count=m.definition.part_count,
+                raw_bytes=m.definition.total_length, checks=checks, notes=notes, existing=existing)

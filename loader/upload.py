@@ -1,0 +1,170 @@
+"""Upload exactly the verified bytes: config, vocabulary, then the definition parts, several in flight.
+
+Each part is read, decompressed and re-hashed in memory right before it is sent (`read_verified`), so bytes that
+changed on the medium after verification are never uploaded. At most `concurrency` parts are in memory at once,
+whatever the model's size. The last part goes last, once every other part is acknowledged, because the cluster
+refreshes its store when it arrives.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from loader.cluster import Cluster
+from loader.content import read_verified
+from loader.errors import ClusterError
+from loader.format import layout
+from loader.format.canonical import strict_loads
+from loader.format.manifest import FileEntry
+from loader.journal import Journal
+from loader.preflight import METADATA_KEY, bundle_metadata
+from loader.progress import Progress
+from loader.verify import Verified
+
+ALREADY_EXISTS = "resource_already_exists_exception"
+
+
+@dataclass
+class UploadStats:
+    parts_sent: int = 0
+    parts_skipped: int = 0  # held by the cluster already (journal or "already exists")
+    bytes_sent: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, sent: bool, size: int) -> None:
+        with self._lock:
+            if sent:
+                self.parts_sent += 1
+                self.bytes_sent += size
+            else:
+                self.parts_skipped += 1
+
+
+def _already_exists(exc: Exception) -> bool:
+    body = getattr(exc, "body", None)
+    return isinstance(body, dict) and (body.get("error") or {}).get("type") == ALREADY_EXISTS
+
+
+def put_config(cluster: Cluster, verified: Verified, model_id: str) -> None:
+    config = dict(strict_loads(read_verified(verified.root, _entry(verified, layout.ROLE_CONFIG))))
+    config["metadata"] = {**(config.get("metadata") or {}), METADATA_KEY: bundle_metadata(verified)}
+    cluster.call(f"create model [{model_id}]", lambda c: c.ml.put_trained_model(model_id=model_id, **config))
+
+
+def put_vocabulary(cluster: Cluster, verified: Verified, model_id: str) -> bool:
+    """True when sent, False when the cluster already held it (resume of this very bundle)."""
+    from elasticsearch import BadRequestError
+
+    vocabulary = strict_loads(read_verified(verified.root, _entry(verified, layout.ROLE_VOCABULARY)))
+    try:
+        cluster.call(f"upload the vocabulary of [{model_id}]",
+                     lambda c: c.ml.put_trained_model_vocabulary(model_id=model_id, **vocabulary),
+                     ok_statuses=(400,))
+    except BadRequestError as exc:
+        if _already_exists(exc):
+            return False
+        raise cluster._failure(f"upload the vocabulary of [{model_id}]", exc) from None
+    return True
+
+
+def _entry(verified: Verified, role: str) -> FileEntry:
+    entry = verified.manifest.file(role)
+    assert entry is not None  # verification guarantees it
+    return entry
+
+
+class PartUploader:
+    def __init__(self, cluster: Cluster, verified: Verified, model_id: str, journal: Journal,
+                 progress: Progress, stats: UploadStats) -> None:
+        self.cluster, self.verified, self.model_id = cluster, verified, model_id
+        self.journal, self.progress, self.stats = journal, progress, stats
+        self.definition = verified.manifest.definition
+
+    def send(self, entry: FileEntry) -> None:
+        from elasticsearch import BadRequestError
+
+        assert entry.part is not None
+        raw = read_verified(self.verified.root, entry)  # raises before anything of a changed part is sent
+        encoded = base64.b64encode(raw).decode("ascii")
+        what = f"upload part {entry.part} of [{self.model_id}]"
+        sent = True
+        try:
+            self.cluster.call(what, lambda c: c.ml.put_trained_model_definition_part(
+                model_id=self.model_id, part=entry.part, definition=encoded,
+                total_definition_length=self.definition.total_length, total_parts=self.definition.part_count),
+                ok_statuses=(400,))
+        except BadRequestError as exc:
+            # A retry after a dropped connection may find the part stored by the first attempt. The model's
+            # metadata names this very bundle (checked in preflight), so the stored part is ours.
+            if not _already_exists(exc):
+                raise self.cluster._failure(what, exc) from None
+            sent = False
+        self.journal.record(entry.part)
+        self.stats.add(sent, entry.size)
+        self.progress.advance(entry.size)
+
+    def send_all(self, parts: Iterable[FileEntry], concurrency: int) -> None:
+        todo = list(parts)
+        if not todo:
+            return
+        last_index = self.definition.part_count - 1
+        body = [p for p in todo if p.part != last_index]
+        last = [p for p in todo if p.part == last_index]
+        self._parallel(body, concurrency)
+        for entry in last:
+            self.send(entry)
+
+    def _parallel(self, parts: list[FileEntry], concurrency: int) -> None:
+        """Keep `concurrency` requests in flight; stop at the first failure without starting new parts."""
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            pending: set[Future[None]] = set()
+            queue = iter(parts)
+            failed: BaseException | None = None
+            while True:
+                while failed is None and len(pending) < concurrency:
+                    entry = next(queue, None)
+                    if entry is None:
+                        break
+                    pending.add(pool.submit(self.send, entry))
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if future.exception() and failed is None:
+                        failed = future.exception()
+            if failed:
+                raise failed
+
+
+def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool, journal: Journal,
+           concurrency: int, progress: bool | None) -> tuple[UploadStats, dict[str, Any]]:
+    """Config (when creating), vocabulary, parts; then confirm `fully_defined`. Returns stats and the model."""
+    from loader.preflight import get_model
+
+    stats = UploadStats()
+    if create:
+        journal.forget()
+        put_config(cluster, verified, model_id)
+    put_vocabulary(cluster, verified, model_id)
+    parts = verified.manifest.parts()
+    for attempt in range(2):
+        done = journal.done()
+        todo = [p for p in parts if p.part not in done]
+        stats.parts_skipped += len(parts) - len(todo) if attempt == 0 else 0
+        with Progress("upload", sum(p.size for p in todo), enabled=progress) as bar:
+            PartUploader(cluster, verified, model_id, journal, bar, stats).send_all(todo, concurrency)
+        model = get_model(cluster, model_id)
+        if model and model.get("fully_defined"):
+            journal.forget()
+            return stats, model
+        # The local record claimed parts the cluster does not hold (restored cluster, record from elsewhere):
+        # drop it and go again; parts the cluster has answer "already exists" and are not stored twice.
+        journal.forget()
+    raise ClusterError(f"[{model_id}] is not fully defined after the upload",
+                       hint="run the same command again; parts already stored are not sent twice")
