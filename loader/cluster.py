@@ -1,12 +1,15 @@
 """The offline side's one network chokepoint: an Elasticsearch client that speaks to 8.x and 9.x clusters.
 
-The 9.x Python client announces `compatible-with=9`, which 8.x servers refuse with a 400. So the first request
-(`GET /`) asks for plain JSON, the cluster's major version is read from it, and every later request carries the
-compatibility header that cluster accepts. Every error becomes a `ClusterError` that quotes Elasticsearch's own
+The 9.x Python client announces `compatible-with=9` on every request, which 8.x servers refuse with a 400, and
+its API methods set that header per request (a client-wide header option cannot override it). So the transport
+rewrites the header on the way out: the first request (`GET /`) says `compatible-with=8`, which 8.x and 9.x
+servers both accept; the cluster's major version is read from the answer, and every later request carries that
+major's compatibility header. Every error becomes a `ClusterError` that quotes Elasticsearch's own
 type and reason and never a credential.
 """
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -83,11 +86,12 @@ class Cluster:
         self.connection = connection
         self.retry = RetryPolicy()
         self._client = self._build(connection)
-        info = self.call("reach the cluster", lambda c: c.options(headers=_plain_json()).info(), retry=False)
+        self._client.transport.compat_major = 8
+        info = self.call("reach the cluster", lambda c: c.info(), retry=False)
         self.info: dict[str, Any] = dict(info)
         self.version: Version = parse_version(self.info["version"]["number"])
-        major = min(self.version[0], 9)
-        self.client = self._client.options(headers=_compat(major))
+        self._client.transport.compat_major = min(self.version[0], 9)
+        self.client = self._client
 
     @staticmethod
     def _build(c: Connection) -> Any:
@@ -122,7 +126,7 @@ class Cluster:
             options["basic_auth"] = basic
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Elasticsearch(hosts or None, cloud_id=c.cloud_id, **options)
+            return Elasticsearch(hosts or None, cloud_id=c.cloud_id, transport_class=_compat_transport(), **options)
 
     def call(self, what: str, request: Callable[[Any], T], *, retry: bool = True,
              ok_statuses: tuple[int, ...] = ()) -> T:
@@ -163,10 +167,23 @@ class Cluster:
         return ClusterError(f"cannot {what}: {target} answered {status} {kind}: {reason}", hint=hint)
 
 
-def _plain_json() -> dict[str, str]:
-    return {"accept": "application/json", "content-type": "application/json"}
+_COMPAT_RE = re.compile(r"compatible-with=\d+")
 
 
-def _compat(major: int) -> dict[str, str]:
-    media = f"application/vnd.elasticsearch+json; compatible-with={major}"
-    return {"accept": media, "content-type": media}
+def _compat_transport() -> type:
+    from elastic_transport import Transport
+
+    class CompatTransport(Transport):  # type: ignore[misc]
+        """Sends the compatibility header of the cluster's major version instead of the client's own."""
+
+        compat_major: int | None = None
+
+        def perform_request(self, method: str, target: str, *, headers: Any = None, **kwargs: Any) -> Any:
+            if headers is not None and self.compat_major is not None:
+                headers = headers.copy()
+                for name in ("accept", "content-type"):
+                    if name in headers:
+                        headers[name] = _COMPAT_RE.sub(f"compatible-with={self.compat_major}", headers[name])
+            return super().perform_request(method, target, headers=headers, **kwargs)
+
+    return CompatTransport
