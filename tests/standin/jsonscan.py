@@ -7,6 +7,7 @@ module walks the text once and records them per key path; it owns nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from json.decoder import scanstring
 
@@ -24,11 +25,9 @@ class Locations:
         self._text = text
         self.keys: dict[Path, Location] = {}
         self.values: dict[Path, Location] = {}
-        try:
+        # Malformed bodies are refused by json.loads first; locations are best effort only.
+        with contextlib.suppress(ValueError, IndexError):
             self._value(self._skip(0), ())
-        except (ValueError, IndexError):
-            # Malformed bodies are refused by json.loads first; locations are best effort only.
-            pass
 
     def location(self, index: int) -> Location:
         line = self._text.count("\n", 0, index) + 1

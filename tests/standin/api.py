@@ -1,0 +1,195 @@
+"""The trained-model endpoints that store things: config, vocabulary, definition parts, deletion.
+
+Owns `PUT/GET/DELETE /_ml/trained_models/<id>`, `PUT .../vocabulary`, `PUT .../definition/<part>`,
+and the stand-in's own `/_standin/...` endpoints, in Elasticsearch's order of checks. Deployments
+and inference live in deployments.py; parsing rules in config.py; persistence in models.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from . import config, errors
+from .cluster import ClusterInfo
+from .deployments import Deployments
+from .errors import EsError
+from .faults import FaultPlan
+from .models import Model, Store
+from .rest import Request, Response, Route, route
+
+_PART_FIELDS = {"definition": "string", "total_definition_length": "long", "total_parts": "int"}
+_VOCABULARY_FIELDS = {"vocabulary": "string_array", "merges": "string_array", "scores": "double_array"}
+
+
+def ok(body: Any) -> Response:
+    return Response(200, body)
+
+
+class TrainedModels:
+    def __init__(self, store: Store, cluster: ClusterInfo, deployments: Deployments, faults: FaultPlan) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.deployments = deployments
+        self.faults = faults
+
+    def routes(self) -> list[Route]:
+        base = "/_ml/trained_models"
+        get_params = ("allow_no_match", "decompress_definition", "exclude_generated", "from", "include",
+                      "include_model_definition", "size", "tags")
+        return [
+            route("GET", base, self.get, get_params),
+            route("GET", base + "/{model_id}", self.get, get_params),
+            route("PUT", base + "/{model_id}", self.put, ("defer_definition_decompression", "wait_for_completion"),
+                  licensed=True),
+            route("DELETE", base + "/{model_id}", self.delete, ("force", "timeout")),
+            route("PUT", base + "/{model_id}/vocabulary", self.put_vocabulary, licensed=True),
+            route("PUT", base + "/{model_id}/definition/{part}", self.put_part, name="part", licensed=True),
+            route("GET", "/_standin/trained_models/{model_id}/definition", self.standin_definition),
+            route("GET", "/_standin/trained_models/{model_id}/stats", self.standin_stats),
+        ]
+
+    # --- config -------------------------------------------------------------------------------
+
+    def put(self, request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        stored = config.parse_model_config(model_id, request.body, self.cluster.release.number)
+        self.store.create(model_id, stored)
+        return ok(stored)
+
+    def get(self, request: Request) -> Response:
+        expression = request.path_params.get("model_id", "_all")
+        includes = {i.strip() for i in request.params.get("include", "").split(",") if i.strip()}
+        models = self.store.resolve(expression, request.flag("allow_no_match", True))
+        start = request.integer("from", 0) or 0
+        size = request.integer("size", 100)
+        page = models[start:start + (size if size is not None else 100)]
+        if "definition_status" in includes and len(models) > 1:
+            raise errors.bad_request(
+                "Getting the model download status is not supported when getting more than one model"
+            )
+        configs = []
+        for model in page:
+            body = dict(model.config)
+            if "definition_status" in includes:
+                if body.get("model_type") != "pytorch":
+                    raise errors.bad_request("Definition status is only relevant to PyTorch model types")
+                body["fully_defined"] = self.store.fully_defined(model)
+            configs.append(body)
+        return ok({"count": len(models), "trained_model_configs": configs})
+
+    def delete(self, request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        self.store.require(model_id)
+        if self.deployments.for_model(model_id):
+            if not request.flag("force"):
+                raise errors.conflict(
+                    f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model"
+                )
+            self.deployments.stop_model(model_id)
+        self.store.delete(model_id)
+        return ok({"acknowledged": True})
+
+    # --- vocabulary ---------------------------------------------------------------------------
+
+    def put_vocabulary(self, request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        body, locations = config.parse_json(request.body)
+        config.check_fields("put_trained_model_vocabulary", body, _VOCABULARY_FIELDS, locations)
+        vocabulary = body.get("vocabulary")
+        if vocabulary is None:
+            raise errors.illegal_argument("[vocabulary] must not be null.")
+        merges, scores = body.get("merges") or [], body.get("scores") or []
+        if not vocabulary:
+            raise errors.validation(["[vocabulary] must not be empty"])
+        if scores and len(scores) != len(vocabulary):
+            raise errors.validation(["[scores] must have same length as [vocabulary]"])
+        model = self.store.require(model_id)
+        task_settings = next(iter(model.config.get("inference_config", {}).values()), None)
+        if not isinstance(task_settings, dict) or "tokenization" not in task_settings:
+            raise errors.bad_request(f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
+        kind = next(iter(task_settings["tokenization"]))
+        required = {"roberta": ("merges", merges), "xlm_roberta": ("scores", scores)}.get(kind)
+        if required and not required[1]:
+            raise errors.bad_request(
+                f"cannot put vocabulary for model [{model_id}] as tokenizer type [{kind}] requires "
+                f"[{required[0]}] to be provided and non-empty"
+            )
+        document: dict[str, Any] = {"vocabulary": vocabulary}
+        if merges:
+            document["merges"] = merges
+        if scores:
+            document["scores"] = scores
+        self.store.put_vocabulary(model, document)
+        return ok({"acknowledged": True})
+
+    # --- definition parts ---------------------------------------------------------------------
+
+    def put_part(self, request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        try:
+            part = int(request.path_params["part"])
+        except ValueError:
+            raise errors.illegal_argument(
+                f"Failed to parse int parameter [part] with value [{request.path_params['part']}]"
+            ) from None
+        try:
+            response = self._put_part(model_id, part, request.body)
+        except EsError as exc:
+            outcome = "exists" if exc.type == "resource_already_exists_exception" else f"refused-{exc.status}"
+            self.store.record_attempt(model_id, part, outcome)
+            raise
+        self.store.record_attempt(model_id, part, "stored")
+        response.after = self.faults.part_stored()
+        return response
+
+    def _put_part(self, model_id: str, part: int, raw: bytes) -> Response:
+        body, locations = config.parse_json(raw)
+        config.check_fields("put_trained_model_part_action", body, _PART_FIELDS, locations)
+        encoded = body.get("definition")
+        if encoded is None:
+            raise errors.illegal_argument("[definition] must not be null.")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.parse_error(locations.value(("definition",)),
+                                     "[put_trained_model_part_action] failed to parse field [definition]") from None
+        total_length = int(body.get("total_definition_length", 0))
+        total_parts = int(body.get("total_parts", 0))
+        problems = []
+        if part < 0:
+            problems.append("[part] must be greater or equal to 0")
+        if total_parts <= 0:
+            problems.append("[total_parts] must be greater than 0")
+        if total_parts > 10_000:
+            problems.append("[total_parts] must be less than or equal to 10000")
+        if total_length <= 0:
+            problems.append("[total_definition_length] must be greater than 0")
+        if part >= total_parts:
+            problems.append("[part] must be less than total_parts")
+        if problems:
+            raise errors.validation(problems)
+        model = self.store.require(model_id)
+        if model.config.get("location") is None:
+            raise errors.bad_request(f"cannot put definition for model [{model_id}] as location is null")
+        if not data:
+            raise errors.illegal_argument("[definition_length] must be greater than 0")
+        self.store.put_part(model, part, data, total_length, total_parts)
+        self._update_model_size(model, total_length)
+        return ok({"acknowledged": True})
+
+    def _update_model_size(self, model: Model, total_length: int) -> None:
+        # Elasticsearch records the definition length as the model size when none was given.
+        if model.config.get("model_type") == "pytorch" and not model.config.get("model_size_bytes"):
+            self.store.update_config(model, {**model.config, "model_size_bytes": total_length})
+
+    # --- the stand-in's own endpoints (not Elasticsearch APIs) ---------------------------------
+
+    def standin_definition(self, request: Request) -> Response:
+        model = self.store.require(request.path_params["model_id"])
+        return Response(200, raw=self.store.definition(model), content_type="application/octet-stream")
+
+    def standin_stats(self, request: Request) -> Response:
+        model = self.store.require(request.path_params["model_id"])
+        return ok(self.store.attempt_stats(model))

@@ -1,0 +1,116 @@
+"""The cluster-level answers: `GET /`, `GET /_license`, `GET /_nodes`, `GET /_ml/info`.
+
+Owns the emulated cluster's identity (names, uuid, one node with the `ml` role) and how the
+`--es-version` and `--license` options show in these documents.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .releases import Release
+
+# Lucene release per Elasticsearch major.minor, for the version block (informational only).
+_LUCENE = {(8, 5): "9.4.1", (8, 19): "9.12.2", (9, 0): "10.1.0", (9, 1): "10.2.2", (9, 2): "10.3.1"}
+
+
+@dataclass
+class ClusterInfo:
+    release: Release
+    license_type: str
+    node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
+    cluster_uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
+    name: str = "standin-node-0"
+    cluster_name: str = "esbundle-standin"
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    @property
+    def major(self) -> int:
+        return self.release.version[0]
+
+    def root(self) -> dict[str, Any]:
+        major, minor, _ = self.release.version
+        return {
+            "name": self.name,
+            "cluster_name": self.cluster_name,
+            "cluster_uuid": self.cluster_uuid,
+            "version": {
+                "number": self.release.number,
+                "build_flavor": "default",
+                "build_type": "docker",
+                "build_hash": "0" * 40,
+                "build_date": "2025-01-01T00:00:00.000000000Z",
+                "build_snapshot": False,
+                "lucene_version": _LUCENE.get((major, minor), "10.3.1"),
+                "minimum_wire_compatibility_version": f"{major - 1}.19.0" if major >= 9 else f"{major - 1}.17.0",
+                "minimum_index_compatibility_version": f"{major - 1}.0.0",
+            },
+            "tagline": "You Know, for Search",
+        }
+
+    def license(self) -> dict[str, Any]:
+        return {
+            "license": {
+                "status": "active",
+                "uid": str(uuid.UUID(int=0)),
+                "type": self.license_type,
+                "issue_date": "2025-01-01T00:00:00.000Z",
+                "issue_date_in_millis": 1735689600000,
+                **({"expiry_date": "2099-01-01T00:00:00.000Z", "expiry_date_in_millis": 4070908800000}
+                   if self.license_type != "basic" else {}),
+                "max_nodes": 1000,
+                "max_resource_units": None,
+                "issued_to": self.cluster_name,
+                "issuer": "elasticsearch",
+                "start_date_in_millis": -1,
+            }
+        }
+
+    def node(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "transport_address": "127.0.0.1:9300",
+            "host": "127.0.0.1",
+            "ip": "127.0.0.1",
+            "version": self.release.number,
+            "build_flavor": "default",
+            "build_type": "docker",
+            "build_hash": "0" * 40,
+            "roles": ["data", "ingest", "master", "ml", "remote_cluster_client", "transform"],
+            "attributes": {
+                "ml.machine_memory": str(8 * 1024**3),
+                "ml.max_jvm_size": str(2 * 1024**3),
+                "ml.allocated_processors": "2",
+                "ml.allocated_processors_double": "2.0",
+                "xpack.installed": "true",
+            },
+        }
+
+    def nodes(self) -> dict[str, Any]:
+        return {
+            "_nodes": {"total": 1, "successful": 1, "failed": 0},
+            "cluster_name": self.cluster_name,
+            "nodes": {self.node_id: self.node()},
+        }
+
+    def ml_info(self) -> dict[str, Any]:
+        return {
+            "defaults": {
+                "anomaly_detectors": {"model_memory_limit": "1gb", "categorization_examples_limit": 4,
+                                      "model_snapshot_retention_days": 10,
+                                      "daily_model_snapshot_retention_after_days": 1},
+                "datafeeds": {"scroll_size": 1000},
+            },
+            "upgrade_mode": False,
+            "native_code": {"version": self.release.number, "build_hash": "0" * 16},
+            "limits": {
+                "max_single_ml_node_processors": 2,
+                "total_ml_processors": 2,
+                "max_model_memory_limit": "3gb",
+                "effective_max_model_memory_limit": "3gb",
+                "total_ml_memory": "3gb",
+            },
+        }

@@ -1,0 +1,240 @@
+"""pytest fixtures that run the Elasticsearch stand-in as a real subprocess.
+
+Registered for the whole suite by `pytest_plugins` in tests/conftest.py. Use:
+
+    def test_something(standin):
+        server = standin(es_version="9.4.0", user="elastic:changeme", tls=True)
+        client = server.client()            # or es_client(server, ...)
+        server.kill(); server.restart()     # same port, same data directory
+
+Every process a test starts is killed at teardown. `StandIn.http(...)` sends raw requests (for
+headers the official client would not send); it returns a `RawResponse`.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class StandIn:
+    """One stand-in process: its URL, data directory, CA certificate and lifecycle."""
+
+    data_dir: Path
+    options: dict[str, Any]
+    log_path: Path
+    port: int = 0
+    url: str = ""
+    ca_cert: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "tests.standin", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        flags = {"es_version": "--es-version", "license": "--license", "user": "--user", "api_key": "--api-key",
+                 "max_content_length": "--max-content-length", "fail": "--fail"}
+        for name, flag in flags.items():
+            if self.options.get(name) is not None:
+                argv += [flag, str(self.options[name])]
+        if self.options.get("tls_dir") is not None:
+            argv += ["--tls-dir", str(self.options["tls_dir"])]
+        return argv
+
+    def launch(self, ready_timeout: float = 60.0) -> StandIn:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self._argv(), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
+                                            stdin=subprocess.DEVNULL)
+        line: list[bytes] = []
+        assert self.process.stdout is not None
+        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(ready_timeout)
+        text = line[0].decode().strip() if line else ""
+        if not text.startswith("ready "):
+            self.kill()
+            raise RuntimeError(f"stand-in did not start ({text!r}); log:\n{self.log()}")
+        self.url = text.split(" ", 1)[1]
+        self.port = int(self.url.rsplit(":", 1)[1])
+        tls_dir = self.options.get("tls_dir")
+        self.ca_cert = Path(tls_dir) / "ca.crt" if tls_dir else None
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait: the clean stop. Returns the exit status."""
+        assert self.process is not None
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash."""
+        if self.process is not None and self.running:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait(15)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for a process that exits by itself (fault plans `exit-after-parts`, `crash-after-parts`)."""
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def restart(self, **changes: Any) -> StandIn:
+        """Stop (kill if needed) and start again on the same port and data directory.
+
+        `changes` replace start options (e.g. `fail=None` to clear a fault plan).
+        """
+        if self.running:
+            self.stop()
+        self.options.update(changes)
+        return self.launch()
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    # --- clients ------------------------------------------------------------------------------
+
+    @property
+    def major(self) -> int:
+        return int(str(self.options.get("es_version") or "9").split(".")[0])
+
+    def client(self, **kwargs: Any) -> Any:
+        return es_client(self, **kwargs)
+
+    def auth_header(self) -> dict[str, str]:
+        if self.options.get("user"):
+            return {"Authorization": "Basic " + base64.b64encode(str(self.options["user"]).encode()).decode()}
+        if self.options.get("api_key"):
+            from .security import encoded_api_key
+
+            return {"Authorization": "ApiKey " + encoded_api_key(str(self.options["api_key"]))}
+        return {}
+
+    def http(self, method: str, path: str, body: bytes | dict[str, Any] | list[Any] | None = None,
+             headers: dict[str, str] | None = None, auth: bool = True, timeout: float = 60.0) -> RawResponse:
+        """One raw request on a fresh connection; dict bodies are sent as JSON."""
+        scheme, _, host_port = self.url.partition("://")
+        host, port = host_port.rsplit(":", 1)
+        if scheme == "https":
+            context = ssl.create_default_context(cafile=str(self.ca_cert))
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                                                                  context=context)
+        else:
+            connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        all_headers = {**(self.auth_header() if auth else {}), **(headers or {})}
+        payload = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        if payload is not None and not any(k.lower() == "content-type" for k in all_headers):
+            all_headers["Content-Type"] = "application/json"
+        try:
+            connection.request(method, path, body=payload, headers=all_headers)
+            response = connection.getresponse()
+            return RawResponse(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+
+
+def es_client(server: StandIn, *, auth: bool = True, compat: int | None = None, **kwargs: Any) -> Any:
+    """An official `elasticsearch.Elasticsearch` client for `server`.
+
+    Uses the server's CA and configured credentials (basic if `user` was given, else the API key);
+    `auth=False` sends none. Against an 8.x stand-in the 9.x client's `compatible-with=9` would be
+    refused, so the headers ask for `compat` (default: the server's major version).
+    """
+    from elasticsearch import Elasticsearch
+
+    options: dict[str, Any] = {"request_timeout": 60, "max_retries": 0, "retry_on_timeout": False}
+    if server.ca_cert is not None:
+        options["ca_certs"] = str(server.ca_cert)
+    if auth and server.options.get("user"):
+        options["basic_auth"] = tuple(str(server.options["user"]).split(":", 1))
+    elif auth and server.options.get("api_key"):
+        from .security import encoded_api_key
+
+        options["api_key"] = encoded_api_key(str(server.options["api_key"]))
+    options.update(kwargs)
+    client = Elasticsearch(server.url, **options)
+    version = compat if compat is not None else server.major
+    if version != 9:
+        _ask_for_compat(client, version)
+    return client
+
+
+def _ask_for_compat(client: Any, version: int) -> None:
+    """Rewrite the client's `compatible-with=9` on every request (clones share the transport).
+
+    The 9.x client sets Accept per API call, after any constructor headers, so only the transport
+    sees the final header; a loader talking to 8.x clusters has to solve the same problem.
+    """
+    transport = client.transport
+    original = transport.perform_request
+
+    def perform_request(method: str, target: str, *args: Any, headers: Any = None, **kwargs: Any) -> Any:
+        if headers:
+            headers = headers.copy()
+            for name in ("accept", "content-type"):
+                if name in headers:
+                    headers[name] = headers[name].replace("compatible-with=9", f"compatible-with={version}")
+        return original(method, target, *args, headers=headers, **kwargs)
+
+    transport.perform_request = perform_request
+
+
+def start_standin(data_dir: Path, *, log_path: Path | None = None, tls: bool = False, **options: Any) -> StandIn:
+    """Start one stand-in. Options: es_version, license, user, api_key, tls / tls_dir,
+    max_content_length, fail, port (0: a free one)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if tls and options.get("tls_dir") is None:
+        options["tls_dir"] = data_dir / "tls"
+    port = int(options.pop("port", 0) or 0)
+    server = StandIn(data_dir=data_dir, options=options, log_path=log_path or data_dir.parent / f"{data_dir.name}.log",
+                     port=port)
+    return server.launch()
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> Iterator[Callable[..., StandIn]]:
+    """Factory: `standin(**options) -> StandIn`, a real stand-in process, killed at teardown.
+
+    Without `data_dir`, each call gets its own directory under the test's tmp_path.
+    """
+    started: list[StandIn] = []
+
+    def start(data_dir: Path | None = None, **options: Any) -> StandIn:
+        server = start_standin(data_dir or tmp_path / f"standin-{len(started)}", **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()

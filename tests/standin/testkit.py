@@ -1,0 +1,137 @@
+"""Small helpers for tests that drive the stand-in: tiny TorchScript models and upload steps.
+
+Owns test material only (no part of the server): hand-written TorchScript modules of every task
+shape, a tiny random BERT traced the way the exporter traces, and the upload sequence a loader
+performs (config, vocabulary, base64 parts) through the official client.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the quick brown fox jumps over lazy dog hello world elastic "
+         "search is in mountain view paris london ##s ##ing a an".split()]
+
+
+def bert_config(task: str = "text_embedding", **task_settings: Any) -> dict[str, Any]:
+    """A PUT body for a bert-tokenized model of `task`."""
+    settings = {"tokenization": {"bert": {"do_lower_case": True, "max_sequence_length": 16}}, **task_settings}
+    return {"model_type": "pytorch", "inference_config": {task: settings}, "input": {"field_names": ["text_field"]}}
+
+
+def upload(client: Any, model_id: str, definition: bytes, *, config: dict[str, Any] | None = None,
+           vocabulary: list[str] | None = None, part_size: int = 16 * 1024) -> int:
+    """Config, vocabulary and every part, in order, last part last. Returns the number of parts."""
+    client.ml.put_trained_model(model_id=model_id, **(config or bert_config()))
+    client.ml.put_trained_model_vocabulary(model_id=model_id, vocabulary=vocabulary or VOCAB)
+    parts = [definition[i:i + part_size] for i in range(0, len(definition), part_size)]
+    for number, chunk in enumerate(parts):
+        client.ml.put_trained_model_definition_part(
+            model_id=model_id, part=number, definition=base64.b64encode(chunk).decode(),
+            total_definition_length=len(definition), total_parts=len(parts))
+    return len(parts)
+
+
+def save(module: Any) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    return buffer.getvalue()
+
+
+def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
+    """Hand-written TorchScript modules taking bert's four inputs.
+
+    kind: `embedding` ([1, width]), `classification` ([1, labels]), `tokens` ([1, seq, labels]),
+    `fill_mask` ([1, seq, len(VOCAB)]), `tril` (uses aten::tril), `hooks` (has __getstate__/__setstate__).
+    """
+    import torch
+    from torch import Tensor, nn
+
+    torch.manual_seed(0)
+
+    class Embed(nn.Module):
+        def __init__(self, out: int, per_token: bool) -> None:
+            super().__init__()
+            self.embedding = nn.Embedding(len(VOCAB), width)
+            self.head = nn.Linear(width, out)
+            self.per_token = per_token
+
+        def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                    position_ids: Tensor) -> Tensor:
+            hidden = self.embedding(input_ids)
+            if self.per_token:
+                return self.head(hidden)
+            return self.head(hidden.mean(dim=1))
+
+    class Tril(nn.Module):
+        def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                    position_ids: Tensor) -> Tensor:
+            return input_ids.to(torch.float32).tril()
+
+    class Hooks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.offset = 1
+
+        def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                    position_ids: Tensor) -> Tensor:
+            return (input_ids + self.offset).to(torch.float32)
+
+        @torch.jit.export
+        def __getstate__(self) -> tuple[int, bool]:
+            return (self.offset, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[int, bool]) -> None:
+            self.offset = state[0]
+            self.training = state[1]
+
+    modules = {
+        "embedding": lambda: Embed(width, False),
+        "classification": lambda: Embed(labels, False),
+        "tokens": lambda: Embed(labels, True),
+        "fill_mask": lambda: Embed(len(VOCAB), True),
+        "tril": Tril,
+        "hooks": Hooks,
+    }
+    module = torch.jit.script(modules[kind]().eval())
+    return save(module)
+
+
+def tiny_bert(hidden: int = 32) -> tuple[bytes, Any]:
+    """A random tiny BERT sentence embedder traced with the four positional inputs and frozen.
+
+    Returns the saved archive and the traced module (to run it directly in the test).
+    """
+    import warnings
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64, attn_implementation="eager")
+    bert = BertModel(config).eval()
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any, position_ids: Any) -> Any:
+            hidden_states = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                                      token_type_ids=token_type_ids, position_ids=position_ids)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+            return (hidden_states * mask).sum(1) / mask.sum(1)
+
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    example = (ids, torch.ones_like(ids), torch.zeros_like(ids), torch.arange(5).unsqueeze(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(MeanPooled().eval(), example, strict=False)
+    frozen = torch.jit.freeze(traced)
+    return save(frozen), frozen

@@ -1,0 +1,135 @@
+"""Tokenization as the cluster does it: from the uploaded vocabulary and the config's options.
+
+Owns building a `tokenizers` tokenizer from a vocabulary document (`vocabulary`, `merges`,
+`scores`) and one tokenization entry of the config, encoding one text with the special tokens and
+truncation Elasticsearch applies, and the positional model inputs per tokenization kind
+(tracing-conventions.md): bert and bert_ja four tensors, mpnet/roberta/xlm_roberta two,
+deberta_v2 three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+
+# Special tokens per kind: (classification/start, separator/end, unknown, padding, mask).
+_SPECIALS = {
+    "bert": ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"),
+    "bert_ja": ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"),
+    "deberta_v2": ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"),
+    "mpnet": ("<s>", "</s>", "<unk>", "<pad>", "<mask>"),
+    "roberta": ("<s>", "</s>", "<unk>", "<pad>", "<mask>"),
+    "xlm_roberta": ("<s>", "</s>", "<unk>", "<pad>", "<mask>"),
+}
+
+INPUT_NAMES = {
+    "bert": ("input_ids", "attention_mask", "token_type_ids", "position_ids"),
+    "bert_ja": ("input_ids", "attention_mask", "token_type_ids", "position_ids"),
+    "deberta_v2": ("input_ids", "attention_mask", "token_type_ids"),
+    "mpnet": ("input_ids", "attention_mask"),
+    "roberta": ("input_ids", "attention_mask"),
+    "xlm_roberta": ("input_ids", "attention_mask"),
+}
+
+
+@dataclass(frozen=True)
+class Encoding:
+    ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    word_ids: list[int | None]
+    special: list[bool]
+    truncated: bool
+
+
+class TextTokenizer:
+    """One deployment's tokenizer: `encode(text)` → ids with special tokens, truncated as configured."""
+
+    def __init__(self, kind: str, options: dict[str, Any], vocabulary: dict[str, Any]) -> None:
+        self.kind = kind
+        self.options = options
+        self.vocab: list[str] = list(vocabulary["vocabulary"])
+        self.max_length = int(options.get("max_sequence_length", 512))
+        self.truncate = options.get("truncate", "first")
+        self.with_special = bool(options.get("with_special_tokens", True))
+        self.specials = _SPECIALS[kind]
+        self.mask_token = self.specials[4]
+        self._tokenizer = self._build(vocabulary)
+
+    def _build(self, vocabulary: dict[str, Any]) -> Any:
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+        ids = {token: i for i, token in enumerate(self.vocab)}
+        start, end, unk, _pad, _mask = self.specials
+        lower = bool(self.options.get("do_lower_case", False))
+        if self.kind in ("bert", "bert_ja", "mpnet"):
+            tokenizer = Tokenizer(models.WordPiece(ids, unk_token=unk, max_input_chars_per_word=100))
+            tokenizer.normalizer = normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lower
+            )
+            tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            tokenizer.decoder = decoders.WordPiece()
+        elif self.kind == "roberta":
+            merges = [tuple(m.split(" ", 1)) for m in vocabulary.get("merges", [])]
+            prefix = bool(self.options.get("add_prefix_space", False))
+            tokenizer = Tokenizer(models.BPE(ids, merges, unk_token=unk if unk in ids else None))
+            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix)
+            tokenizer.decoder = decoders.ByteLevel()
+        else:  # xlm_roberta, deberta_v2: SentencePiece unigram with the uploaded scores
+            scores = vocabulary.get("scores") or [0.0] * len(self.vocab)
+            tokenizer = Tokenizer(models.Unigram(list(zip(self.vocab, scores, strict=True)), ids.get(unk, 0), False))
+            steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lower else [])
+            tokenizer.normalizer = normalizers.Sequence(steps)
+            tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+            tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        # Special tokens present in the vocabulary are matched whole (a `[MASK]` in the text stays one token).
+        tokenizer.add_special_tokens([t for t in self.specials if t in ids])
+        if self.with_special and start in ids and end in ids:
+            tokenizer.post_processor = processors.TemplateProcessing(
+                single=f"{start} $A {end}", special_tokens=[(start, ids[start]), (end, ids[end])]
+            )
+        return tokenizer
+
+    def token_id(self, token: str) -> int | None:
+        return self._tokenizer.token_to_id(token)
+
+    def encode(self, text: str) -> Encoding:
+        encoded = self._tokenizer.encode(text)
+        length = len(encoded.ids)
+        truncated = False
+        keep = length
+        if length > self.max_length:
+            if self.truncate == "none":
+                raise errors.bad_request(
+                    f"Input too large. The tokenized input length [{length}] exceeds the maximum sequence "
+                    f"length [{self.max_length}]"
+                )
+            # first/second truncate a single sequence the same way: keep the start, re-close it.
+            truncated = True
+            keep = self.max_length
+        ids, tokens, offsets = list(encoded.ids), list(encoded.tokens), list(encoded.offsets)
+        words, special = list(encoded.word_ids), [bool(m) for m in encoded.special_tokens_mask]
+        if truncated:
+            tail = 1 if self.with_special and special and special[-1] else 0
+            cut = keep - tail
+            ids = ids[:cut] + ids[length - tail:]
+            tokens = tokens[:cut] + tokens[length - tail:]
+            offsets = offsets[:cut] + offsets[length - tail:]
+            words = words[:cut] + words[length - tail:]
+            special = special[:cut] + special[length - tail:]
+        return Encoding(ids, tokens, [tuple(o) for o in offsets], words, special, truncated)
+
+    def inputs(self, encoding: Encoding) -> list[Any]:
+        """The positional int64 `[1, seq]` tensors for this tokenization kind."""
+        import torch
+
+        n = len(encoding.ids)
+        tensors = {
+            "input_ids": torch.tensor([encoding.ids], dtype=torch.int64),
+            "attention_mask": torch.ones((1, n), dtype=torch.int64),
+            "token_type_ids": torch.zeros((1, n), dtype=torch.int64),
+            "position_ids": torch.arange(n, dtype=torch.int64).unsqueeze(0),
+        }
+        return [tensors[name] for name in INPUT_NAMES[self.kind]]
