@@ -1,0 +1,229 @@
+"""The proof that the traced module answers like the original model: both run side by side on texts that were
+not the tracing input (short, ordinary, past the max length, non-ASCII, pairs for pair tasks), one at a time and
+as one padded batch, and the export is refused when they differ beyond the task's tolerance.
+
+The reference is the original: `SentenceTransformer.encode` for sentence-transformers models, the transformers
+model's own forward (with its own tokenizer's inputs) otherwise. The traced side is the saved archive reloaded,
+fed the positional inputs the cluster passes.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bundler.export.cluster_inputs import PAIR_TRUNCATION, encode
+from bundler.export.wrappers import LoadedModel, pick_output
+from loader.errors import ModelError
+
+# Outputs with one row per token (compared on the real tokens only: padding rows are undefined).
+TOKEN_LEVEL = {"fill_mask", "text_expansion", "ner", "pass_through"}
+ARGMAX_TASKS = {"text_classification", "zero_shot_classification", "ner", "fill_mask"}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    min_cosine: float  # every output, flattened, against the reference
+    atol: float | None  # element-wise |traced - reference| <= atol + rtol * |reference| (None: not checked)
+    rtol: float
+    argmax_margin: float  # argmax may differ only where the reference's top two are closer than this (x peak)
+
+    def describe(self) -> dict[str, Any]:
+        return {"min_cosine": self.min_cosine, "atol": self.atol, "rtol": self.rtol,
+                "argmax_tie_margin": self.argmax_margin}
+
+
+STRICT = Tolerance(min_cosine=0.9999, atol=1e-4, rtol=1e-4, argmax_margin=1e-5)
+# int8 weights move every value: element-wise bounds make no sense against the original, so only the direction
+# of each output and the decisions (argmax, unless the original itself nearly ties) are compared. The floor is
+# low because dynamic quantisation really costs that much on small models (all-MiniLM-L6-v2: cosine 0.87-0.97);
+# the trace itself is still held to STRICT against the quantized module before tracing.
+QUANTIZED = Tolerance(min_cosine=0.8, atol=None, rtol=0.0, argmax_margin=0.1)
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    first: str
+    second: str | None = None
+
+
+FILLER = "The quick brown fox jumps over the lazy dog near the river bank. "
+NON_ASCII = "Größenwahn im Café: naïve façade — 東京タワーは高い。Привет, мир! ½ ≠ 0.5 😀"
+
+
+def cases_for(task: str, tokenizer: Any, max_length: int) -> list[Case]:
+    """Texts of several lengths, one past the max length (so truncation is exercised), one non-ASCII; for pair
+    tasks every case is a pair, with the long text where the cluster truncates (the `truncate` option)."""
+    long_text = FILLER
+    while len(tokenizer(long_text, add_special_tokens=False)["input_ids"]) <= max_length + 8:
+        long_text += FILLER
+    mask = str(getattr(tokenizer, "mask_token", "") or "")
+    medium = "Elasticsearch stores documents and answers search queries in near real time."
+    if task == "fill_mask" and mask:
+        medium = f"Elasticsearch stores {mask} and answers search queries in near real time."
+    singles = [Case("short", "Hello."), Case("medium", medium), Case("past max length", long_text),
+               Case("non-ASCII", NON_ASCII)]
+    if task not in PAIR_TRUNCATION:
+        return singles
+    other = {"question_answering": "Where does the fox jump?", "text_similarity": "Where does the fox jump?",
+             "zero_shot_classification": "This example is about animals."}[task]
+    # ES sends (question, context) and (query, document) truncating the second; (premise, hypothesis) the first.
+    if PAIR_TRUNCATION[task] == "only_second":
+        return [Case(c.label, other, c.first) for c in singles]
+    return [Case(c.label, c.first, other) for c in singles]
+
+
+def _squeeze_row(output: Tensor, task: str, row: int, length: int | None) -> Tensor:
+    """One input's answer out of a batch output (QA is [2, batch, seq]); token outputs cut to real tokens."""
+    if task == "question_answering":
+        value = output[:, row]
+        return value[:, :length] if length is not None else value
+    value = output[row]
+    return value[:length] if (length is not None and task in TOKEN_LEVEL) else value
+
+
+def reference_outputs(loaded: LoadedModel, tokenizer: Any, task: str, cases: Sequence[Case],
+                      max_length: int) -> list[Tensor]:
+    with torch.no_grad():
+        if loaded.sentence_transformer:
+            embeddings = loaded.original.encode([c.first for c in cases], convert_to_tensor=True,
+                                                show_progress_bar=False)
+            return [e.detach().cpu().float() for e in embeddings]
+        answers = []
+        accepted = loaded.wrapper.core.accepted
+        for case in cases:
+            truncation: bool | str = PAIR_TRUNCATION.get(task, True) if case.second is not None else True
+            named = tokenizer(case.first, case.second, truncation=truncation, max_length=max_length,
+                              return_tensors="pt")
+            kwargs = {k: v for k, v in named.items() if k in accepted}
+            answers.append(_squeeze_row(pick_output(loaded.original(**kwargs, return_dict=True), loaded.output),
+                                        task, 0, None).float())
+        return answers
+
+
+def traced_outputs(traced: Any, tokenizer: Any, inputs: Sequence[str], task: str, cases: Sequence[Case],
+                   max_length: int, *, batched: bool) -> tuple[list[Tensor], list[int]]:
+    """Outputs of the traced module, one case at a time or all in one padded batch; and the token counts."""
+    firsts, seconds = [c.first for c in cases], [c.second for c in cases]
+    pairs = seconds if seconds[0] is not None else None
+    with torch.no_grad():
+        if batched:
+            batch = encode(tokenizer, inputs, firsts, pairs, max_length=max_length, task=task)
+            out = traced(*batch.args)
+            return [_squeeze_row(out, task, i, n) for i, n in enumerate(batch.lengths)], batch.lengths
+        results, lengths = [], []
+        for i in range(len(cases)):
+            batch = encode(tokenizer, inputs, [firsts[i]], [pairs[i]] if pairs else None, max_length=max_length,
+                           task=task)
+            results.append(_squeeze_row(traced(*batch.args), task, 0, batch.lengths[0]))
+            lengths.append(batch.lengths[0])
+        return results, lengths
+
+
+@dataclass
+class Measure:
+    cosine: float
+    max_abs_diff: float
+    within_bounds: bool
+    argmax_mismatches: int
+
+
+def measure(task: str, reference: Tensor, traced: Tensor, tolerance: Tolerance) -> Measure:
+    if reference.shape != traced.shape:
+        raise ModelError(f"trace check: the traced module answers with shape {list(traced.shape)}, the original "
+                         f"with {list(reference.shape)} (a sequence length or batch size baked into the trace?)")
+    ref, got = reference.double(), traced.double()
+    cosine = float(torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0))
+    diff = (ref - got).abs()
+    within = tolerance.atol is None or bool((diff <= tolerance.atol + tolerance.rtol * ref.abs()).all())
+    mismatches = 0
+    if task in ARGMAX_TASKS:
+        top2 = ref.topk(2, dim=-1).values if ref.shape[-1] > 1 else None
+        flips = ref.argmax(dim=-1) != got.argmax(dim=-1)
+        if top2 is not None:
+            peak = float(ref.abs().max()) or 1.0
+            flips &= (top2[..., 0] - top2[..., 1]) > tolerance.argmax_margin * peak
+        mismatches = int(flips.sum())
+    return Measure(cosine=cosine, max_abs_diff=float(diff.max()) if diff.numel() else 0.0, within_bounds=within,
+                   argmax_mismatches=mismatches)
+
+
+def _compare(task: str, cases: Sequence[Case], reference: dict[str, list[Tensor]], runner: Any, tokenizer: Any,
+             inputs: Sequence[str], max_length: int, tolerance: Tolerance, what: str) -> dict[str, Any]:
+    """Run `runner` one case at a time and as one padded batch, against the reference answers for that mode;
+    return a summary with every failure listed."""
+    failures: list[str] = []
+    worst_cos, worst_diff, mismatches, token_counts = 1.0, 0.0, 0, []
+    for mode in ("single", "padded batch"):
+        try:
+            got, token_counts = traced_outputs(runner, tokenizer, inputs, task, cases, max_length,
+                                               batched=mode != "single")
+        except RuntimeError as exc:
+            raise ModelError(f"trace check: the traced module fails on the {mode} inputs: "
+                             f"{str(exc).splitlines()[0]}") from None
+        for case, ref, out in zip(cases, reference[mode], got, strict=True):
+            m = measure(task, ref, out, tolerance)
+            worst_cos, worst_diff = min(worst_cos, m.cosine), max(worst_diff, m.max_abs_diff)
+            mismatches += m.argmax_mismatches
+            problems = []
+            if m.cosine < tolerance.min_cosine:
+                problems.append(f"cosine {m.cosine:.6f} < {tolerance.min_cosine}")
+            if not m.within_bounds:
+                problems.append(f"max |diff| {m.max_abs_diff:.2e} > {tolerance.atol} (+{tolerance.rtol} x |ref|)")
+            if m.argmax_mismatches:
+                problems.append(f"{m.argmax_mismatches} predicted label(s) differ")
+            if problems:
+                failures.append(f"{what}, {case.label} ({mode}): " + ", ".join(problems))
+    return {"tolerance": tolerance.describe(), "worst_cosine": round(worst_cos, 8),
+            "max_abs_diff": float(f"{worst_diff:.3e}"), "argmax_mismatches": mismatches,
+            "token_counts": token_counts, "failures": failures}
+
+
+def run_check(*, loaded: LoadedModel, traced: Any, tokenizer: Any, inputs: Sequence[str], task: str,
+              max_length: int, quantized_module: Any = None) -> dict[str, Any]:
+    """Compare; return the record for the manifest, or raise ModelError listing every failed comparison.
+
+    Unquantized: traced vs original, strict. Quantized: the trace must still match the quantized module it was
+    traced from (strict), and the quantized answers must stay within the relaxed tolerance of the original."""
+    quantized = quantized_module is not None
+    cases = cases_for(task, tokenizer, max_length)
+    reference = reference_outputs(loaded, tokenizer, task, cases, max_length)
+    against_original = _compare(task, cases, {"single": reference, "padded batch": reference}, traced, tokenizer,
+                                inputs, max_length, QUANTIZED if quantized else STRICT, "traced vs original")
+    failures = list(against_original.pop("failures"))
+    token_counts = against_original.pop("token_counts")
+    record: dict[str, Any] = {
+        "reference": ("SentenceTransformer.encode" if loaded.sentence_transformer
+                      else f"transformers {type(loaded.original).__name__}.forward"),
+        "traced_inputs": list(inputs),
+        "cases": [{"label": c.label, "pair": c.second is not None, "tokens": n}
+                  for c, n in zip(cases, token_counts, strict=True)],
+        "modes": ["single", "padded batch"],
+        "max_sequence_length": max_length,
+        **against_original,
+        "quantized": quantized,
+    }
+    if quantized:
+        # Dynamic quantisation scales activations per tensor, so a padded batch answers slightly differently
+        # from its rows alone (in the cluster too): the trace is compared with the module in the same mode.
+        eager = {mode: traced_outputs(quantized_module, tokenizer, inputs, task, cases, max_length,
+                                      batched=mode != "single")[0] for mode in ("single", "padded batch")}
+        fidelity = _compare(task, cases, eager, traced, tokenizer, inputs, max_length, STRICT,
+                            "traced vs quantized module")
+        failures += fidelity.pop("failures")
+        fidelity.pop("token_counts")
+        record["trace_vs_quantized_module"] = fidelity
+        record["relaxed"] = (f"--quantize: against the original, cosine >= {QUANTIZED.min_cosine} instead of "
+                             f"{STRICT.min_cosine}, no element-wise bound (was {STRICT.atol}), argmax ties within "
+                             f"{QUANTIZED.argmax_margin:.0%} of the peak logit ignored; the trace itself is held to "
+                             f"the strict tolerance against the quantized module")
+    record["passed"] = not failures
+    if failures:
+        raise ModelError("trace check failed: the traced module does not answer like the original:\n  "
+                         + "\n  ".join(failures),
+                         hint="this model cannot be traced faithfully as is; report it with the model id")
+    return record

@@ -1,0 +1,120 @@
+"""What an export is asked to do (`ExportOptions`) and what it did (`ExportResult`).
+
+Plain data and the pure checks on it, nothing heavy: this module is imported by the CLI on the offline install,
+where torch is absent, so it must import nothing beyond the standard library and `loader`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from loader.errors import UsageError
+from loader.format.layout import DEFAULT_PART_SIZE
+from loader.format.model_config import MAX_MODEL_ID_LEN, TASK_TYPES, model_id_problem
+
+AUTO = "auto"
+TASK_CHOICES = (*TASK_TYPES, AUTO)
+DEFAULT_EXPIRES_IN_DAYS = 365
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """One export. Exactly one of `hub_model_id` and `model_dir` names the source."""
+
+    signing_key: Path
+    out: Path
+    task_type: str = AUTO
+    hub_model_id: str | None = None
+    revision: str | None = None
+    model_dir: Path | None = None
+    es_model_id: str | None = None
+    quantize: bool = False
+    max_model_input_length: int | None = None
+    ingest_prefix: str | None = None
+    search_prefix: str | None = None
+    target_es_version: str | None = None
+    allow_newer_torch: bool = False
+    part_size: int = DEFAULT_PART_SIZE
+    bundle_version: int = 1
+    expires_in_days: int | None = DEFAULT_EXPIRES_IN_DAYS
+
+
+@dataclass(frozen=True)
+class StageTime:
+    name: str
+    seconds: float
+
+
+@dataclass
+class ExportResult:
+    """The outcome, as printed by `esbundle export` (`to_json` is the `--json` document)."""
+
+    out: Path
+    es_model_id: str
+    task_type: str
+    tokenization: str
+    bundle_id: str
+    definition_bytes: int
+    part_count: int
+    source: dict[str, Any]
+    trace_check: dict[str, Any]
+    compatibility: dict[str, Any]
+    quantized: bool
+    stages: list[StageTime] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["out"] = str(self.out)
+        doc["stages"] = {s.name: round(s.seconds, 3) for s in self.stages}
+        return doc
+
+
+def normalise_task_type(text: str) -> str:
+    """Accept `text-embedding` as well as `text_embedding` (the hub's pipeline tags use dashes)."""
+    task = text.strip().lower().replace("-", "_")
+    if task == "zero_shot":
+        task = "zero_shot_classification"
+    if task not in TASK_CHOICES:
+        raise UsageError(f"--task-type {text!r} is not a known task type",
+                         hint="use one of: " + ", ".join(TASK_CHOICES))
+    return task
+
+
+_INVALID_ID_CHARS = re.compile(r"[^a-z0-9_\-.]")
+
+
+def derive_es_model_id(source_name: str) -> str:
+    """An Elasticsearch model id from a hub id or a directory name, the way eland derives it:
+    lowercase, `/` and whitespace become `__`, the last 64 characters kept (the model's own name is at the end).
+    Characters Elasticsearch refuses become `_`, and the ends are trimmed to alphanumerics (an id starting with
+    `.` would pass for one of Elastic's packaged models)."""
+    text = re.sub(r"[\s\\/]", "__", source_name.strip()).lower()
+    text = _INVALID_ID_CHARS.sub("_", text)[-MAX_MODEL_ID_LEN:]
+    text = re.sub(r"^[^a-z0-9]+|[^a-z0-9]+$", "", text)
+    return text or "model"
+
+
+def check_options(options: ExportOptions) -> ExportOptions:
+    """Refuse contradictory or malformed options before anything is loaded; return them with the task normalised."""
+    if (options.hub_model_id is None) == (options.model_dir is None):
+        raise UsageError("give exactly one source: --hub-model-id ID or --model-dir DIR")
+    if options.revision and not options.hub_model_id:
+        raise UsageError("--revision applies to --hub-model-id only")
+    if options.hub_model_id is not None and not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", options.hub_model_id):
+        raise UsageError(f"--hub-model-id {options.hub_model_id!r} is not a hub repository id (ORG/NAME)")
+    if options.es_model_id is not None:
+        why = model_id_problem(options.es_model_id)
+        if why:
+            raise UsageError(f"--es-model-id: {why}")
+        if options.es_model_id.startswith("."):
+            raise UsageError("--es-model-id must not start with '.' (reserved for Elastic's packaged models)")
+    if options.max_model_input_length is not None and options.max_model_input_length < 2:
+        raise UsageError("--max-model-input-length must be at least 2 tokens")
+    if options.bundle_version < 1:
+        raise UsageError("--bundle-version must be at least 1")
+    if options.expires_in_days is not None and options.expires_in_days < 1:
+        raise UsageError("--expires-in must be at least 1 day (or 0 on the command line for no expiry)")
+    return replace(options, task_type=normalise_task_type(options.task_type))

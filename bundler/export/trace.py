@@ -1,0 +1,109 @@
+"""Trace the cluster-shaped wrapper to TorchScript, freeze it, save it, and describe the saved archive.
+
+The trace runs on a padded batch of two texts of different lengths, so the padding path is recorded; nothing in
+the graph depends on that length (sizes are read from the inputs at run time), which the check then proves on
+other lengths and batch sizes. The archive's file-format version and the graph's operations are read back from
+what was saved, because that is what the cluster's libtorch will read.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from loader.errors import ModelError
+
+TRACE_TEXTS = ("Elasticsearch runs this traced model.", "Short one.")
+
+
+@dataclass(frozen=True)
+class TraceInfo:
+    path: Path
+    file_version: int
+    operations: tuple[str, ...] = field(default=())
+    tracer_warnings: int = 0
+
+
+def trace_and_save(module: nn.Module, example: tuple[Tensor, ...], path: Path) -> TraceInfo:
+    """jit.trace, jit.freeze, jit.save; return the saved file's facts."""
+    module.eval()
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        # The tracer warns about every Python-level branch on a shape; the check below is what tells whether
+        # one of them baked a constant in, so the warnings are counted, not shown.
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        try:
+            traced = torch.jit.trace(module, example, check_trace=False)
+            frozen = torch.jit.freeze(traced.eval())
+        except Exception as exc:  # torch raises bare RuntimeErrors for untraceable code
+            raise ModelError(f"tracing failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    torch.jit.save(frozen, str(path))
+    tracer_warnings = sum(1 for w in caught if issubclass(w.category, torch.jit.TracerWarning))
+    return TraceInfo(path=path, file_version=file_version(path), operations=graph_operations(frozen),
+                     tracer_warnings=tracer_warnings)
+
+
+def file_version(path: Path) -> int:
+    """The TorchScript archive's format version (`<root>/.data/version`, or `<root>/version` in older layouts):
+    a libtorch refuses a file whose version is above the highest it reads."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        for suffix in ("/.data/version", "/version"):
+            for name in names:
+                if name.endswith(suffix) and name.count("/") == suffix.count("/"):
+                    return int(archive.read(name).decode("ascii").strip())
+    raise ModelError(f"{path}: saved TorchScript archive has no version record")
+
+
+def graph_operations(module: torch.jit.ScriptModule) -> tuple[str, ...]:
+    """Every node kind of forward's inlined graph, through sub-blocks: what Elasticsearch's graph check sees."""
+    kinds: set[str] = set()
+
+    def walk(block: torch._C.Block) -> None:
+        for node in block.nodes():
+            kinds.add(node.kind())
+            for sub in node.blocks():
+                walk(sub)
+
+    graph = module.inlined_graph if hasattr(module, "inlined_graph") else module.graph
+    walk(graph)
+    return tuple(sorted(kinds))
+
+
+def load_saved(path: Path) -> torch.jit.ScriptModule:
+    """Load the saved archive back: the check runs the bytes that go into the bundle, not the in-memory trace."""
+    module = torch.jit.load(str(path), map_location="cpu")
+    module.eval()
+    return module
+
+
+def allocation_bytes(module: torch.jit.ScriptModule, args: tuple[Tensor, ...]) -> int:
+    """Memory allocated while answering `args` (the profiler's total), which the cluster needs per allocation
+    on top of the model itself; measured the way the reference importer measures it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), torch.no_grad(), \
+            profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        module(*args)
+    return max(0, int(prof.key_averages().total_average().cpu_memory_usage))
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The profiler's C++ side prints start/stop lines straight to file descriptor 2; keep the stage log clean."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

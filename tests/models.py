@@ -1,0 +1,196 @@
+"""Tiny random models for the export tests: real transformers classes with small configs, saved with
+save_pretrained next to tokenizers built from small vocabularies written here. Nothing is downloaded.
+
+Each factory writes a model folder and returns it. Sizes are chosen so that tracing and checking take a second.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_TEXT = (
+    "the quick brown fox jumps over lazy dog near river bank hello elasticsearch stores documents and "
+    "answers search queries in real time weather paris is sunny today engines index millions of my cat "
+    "sleeps on warm laptop keyboard what does where this example about animals a short one traced pair "
+)
+WORDS = tuple(_TEXT.split())
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 48}
+MAX_LEN = 64  # tokenizers' model_max_length: keeps the "past max length" check text short
+
+
+def _seed(seed: int) -> None:
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    torch.manual_seed(seed)
+
+
+def _wordpiece_vocab(specials: list[str], tail: list[str] = ()) -> list[str]:
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens = [*specials, *letters, *[f"##{c}" for c in letters], ".", ",", "?", "!", "'", *WORDS, *tail]
+    return list(dict.fromkeys(tokens))  # a real vocab.txt has no duplicates: ids are line numbers
+
+
+def _labels(config: dict[str, Any], labels: list[str] | None) -> dict[str, Any]:
+    if labels is None:
+        return config
+    return {**config, "id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+def bert(out: Path, head: str = "AutoModelForSequenceClassification", labels: list[str] | None = None,
+         model_type: str = "bert", seed: int = 0) -> Path:
+    """BERT-family (bert, distilbert, electra...) with a WordPiece tokenizer from vocab.txt."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    vocab = _wordpiece_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok_class = {"bert": transformers.BertTokenizer, "distilbert": transformers.DistilBertTokenizer,
+                 "electra": transformers.BertTokenizer}[model_type]
+    tokenizer = tok_class(vocab=str(out / "vocab.txt"), do_lower_case=True, model_max_length=MAX_LEN)
+    if model_type == "distilbert":
+        config = transformers.DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=48,
+                                               max_position_embeddings=128, **_labels({}, labels))
+    else:
+        cfg_class = transformers.BertConfig if model_type == "bert" else transformers.ElectraConfig
+        extra = {"embedding_size": 32} if model_type == "electra" else {}
+        config = cfg_class(vocab_size=len(vocab), max_position_embeddings=128, **SMALL, **extra,
+                           **_labels({}, labels))
+    model = getattr(transformers, head).from_config(config)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def bert_ja(out: Path, head: str = "AutoModelForMaskedLM", seed: int = 1) -> Path:
+    """BertJapaneseTokenizer with MeCab word splitting (fugashi + ipadic) and WordPiece subwords."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    japanese = ["日本語", "の", "テキスト", "です", "東京", "タワー", "は", "高い", "。", "猫", "が", "寝", "て",
+                "いる"]
+    vocab = _wordpiece_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], japanese)
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = transformers.BertJapaneseTokenizer(
+        vocab_file=str(out / "vocab.txt"), word_tokenizer_type="mecab", mecab_kwargs={"mecab_dic": "ipadic"},
+        do_lower_case=False, model_max_length=MAX_LEN)
+    config = transformers.BertConfig(vocab_size=len(vocab), max_position_embeddings=128, **SMALL)
+    getattr(transformers, head).from_config(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def mpnet_sentence_transformer(out: Path, seed: int = 2, dense: int = 16) -> Path:
+    """A sentence-transformers folder: tiny MPNet, mean pooling, a Dense layer and normalisation."""
+    import transformers
+    from sentence_transformers import SentenceTransformer, models
+
+    _seed(seed)
+    base = out.parent / f"{out.name}-base"
+    base.mkdir(parents=True)
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", *_wordpiece_vocab(["[UNK]"])[0:], "<mask>"]
+    (base / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = transformers.MPNetTokenizer(vocab=str(base / "vocab.txt"), do_lower_case=True, model_max_length=MAX_LEN)
+    config = transformers.MPNetConfig(vocab_size=len(vocab), max_position_embeddings=130, **SMALL)
+    transformers.MPNetModel(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    transformer = models.Transformer(str(base), max_seq_length=48)
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    st = SentenceTransformer(modules=[transformer, pooling,
+                                      models.Dense(transformer.get_word_embedding_dimension(), dense),
+                                      models.Normalize()], device="cpu")
+    st.save(str(out))
+    return out
+
+
+def _byte_level_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A byte-level BPE vocabulary: the 256 byte symbols, a few merges, and RoBERTa's special tokens."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    tokens = ["<s>", "<pad>", "</s>", "<unk>", *symbols]
+    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("Ġ", "a"), ("o", "r"), ("e", "r"), ("i", "n"), ("Ġ", "s"),
+              ("Ġ", "f"), ("o", "x")]
+    tokens += ["".join(merge) for merge in merges]
+    tokens.append("<mask>")
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def roberta(out: Path, head: str = "AutoModelForSequenceClassification", labels: list[str] | None = None,
+            model_type: str = "roberta", seed: int = 3) -> Path:
+    """RoBERTa or BART with a byte-level BPE tokenizer (vocab + merges)."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    vocab, merges = _byte_level_vocab()
+    if model_type == "bart":
+        tokenizer = transformers.BartTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LEN)
+        config = transformers.BartConfig(vocab_size=len(vocab), d_model=32, encoder_layers=1, decoder_layers=1,
+                                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=48,
+                                         decoder_ffn_dim=48, max_position_embeddings=128, **_labels({}, labels))
+    else:
+        tokenizer = transformers.RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LEN)
+        config = transformers.RobertaConfig(vocab_size=len(vocab), max_position_embeddings=MAX_LEN + 2,
+                                            pad_token_id=1, **SMALL, **_labels({}, labels))
+    getattr(transformers, head).from_config(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _unigram_vocab(specials: list[str]) -> list[tuple[str, float]]:
+    pieces = [f"▁{w}" for w in dict.fromkeys(WORDS)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    pieces += ["▁", ".", ",", "?"]
+    return [(s, 0.0) for s in specials] + [(p, -1.0 - i / 10) for i, p in enumerate(pieces)]
+
+
+def xlm_roberta(out: Path, head: str = "AutoModel", seed: int = 4) -> Path:
+    """XLM-RoBERTa with a SentencePiece-style Unigram tokenizer (pieces with scores)."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    vocab = [*_unigram_vocab(["<s>", "<pad>", "</s>", "<unk>"]), ("<mask>", 0.0)]
+    tokenizer = transformers.XLMRobertaTokenizer(vocab=vocab, model_max_length=MAX_LEN)
+    config = transformers.XLMRobertaConfig(vocab_size=len(vocab), max_position_embeddings=MAX_LEN + 2,
+                                           pad_token_id=1, **SMALL)
+    getattr(transformers, head).from_config(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def deberta_v2(out: Path, head: str = "AutoModelForSequenceClassification", labels: list[str] | None = None,
+               seed: int = 5) -> Path:
+    """DeBERTa-v2 with a Unigram tokenizer."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    vocab = [*_unigram_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]), ("[MASK]", 0.0)]
+    tokenizer = transformers.DebertaV2Tokenizer(vocab=vocab, model_max_length=MAX_LEN)
+    config = transformers.DebertaV2Config(vocab_size=len(vocab), max_position_embeddings=128, **SMALL,
+                                          **_labels({}, labels))
+    getattr(transformers, head).from_config(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def unsupported_tokenizer(out: Path) -> Path:
+    """A BERT model whose tokenizer is a GPT-2 (byte-level BPE without RoBERTa's specials): no ES family."""
+    import transformers
+
+    out.mkdir(parents=True)
+    vocab, merges = _byte_level_vocab()
+    transformers.GPT2Tokenizer(vocab=vocab, merges=merges).save_pretrained(out)
+    transformers.BertModel(transformers.BertConfig(vocab_size=len(vocab), **SMALL)).save_pretrained(out)
+    return out
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
