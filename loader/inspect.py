@@ -10,6 +10,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from loader.deployability import GraphFacts, accepting_ranges, allowed_operations
 from loader.errors import LayoutError
 from loader.format import layout
 from loader.format.manifest import Manifest
@@ -64,7 +65,16 @@ def render(info: Mapping[str, Any]) -> str:
         ("created", info["created_at"]), ("expires", info["expires_at"] or "never"),
         ("samples", f"{info['samples']} recorded for the smoke test"),
     ]
-    for key, value in sorted(info["compatibility"].items()):
+    compatibility = dict(info["compatibility"])
+    graph = compatibility.pop("graph", None)
+    for key, value in sorted(compatibility.items()):
         rows.append((key.replace("_", " "), value))
+    if isinstance(graph, dict):
+        facts = GraphFacts.from_json(graph)
+        rows.append(("graph", f"{len(facts.operations)} operations, {facts.node_count} nodes, TorchScript file "
+                     f"version {facts.file_version}, state hooks: {'YES' if facts.state_hooks else 'none'}"))
+        outside = sorted(facts.operations - allowed_operations())
+        rows.append(("ops not allowlisted", ", ".join(outside) or "none"))
+        rows.append(("deploys on", ", ".join(accepting_ranges(facts)) or "no known release"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

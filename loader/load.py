@@ -44,12 +44,17 @@ def _line(echo: Echo, stage: str) -> Callable[[Check], None]:
 
 def run_load(options: LoadOptions, echo: Echo) -> dict[str, Any]:
     started = time.monotonic()
-    verified = verify_bundle(options.bundle, options.trusted, on_check=_line(echo, "verify"),
-                             progress=options.progress)
-    manifest = verified.manifest
-    model_id = options.model_id or manifest.model_id
-    cluster = Cluster(options.connection)
-    plan = preflight(cluster, verified, model_id, options.overrides)
+    try:
+        verified = verify_bundle(options.bundle, options.trusted, on_check=_line(echo, "verify"),
+                                 progress=options.progress)
+        manifest = verified.manifest
+        model_id = options.model_id or manifest.model_id
+        cluster = Cluster(options.connection)
+        plan = preflight(cluster, verified, model_id, options.overrides)
+    except EsbundleError as exc:
+        if "nothing was" not in exc.message:
+            exc.message += "; nothing was uploaded"
+        raise
     for check in plan.checks:
         _line(echo, "cluster")(check)
     for note in plan.notes:
@@ -85,6 +90,8 @@ def run_load(options: LoadOptions, echo: Echo) -> dict[str, Any]:
             if options.smoke_test is not False:
                 outcomes = _smoke(cluster, verified, model_id, echo)
     except EsbundleError as exc:
+        exc.hint = (exc.hint + "; " if exc.hint else "") + \
+            "run the same command again to resume: parts the cluster acknowledged are not sent again"
         receipts.append({**receipt, **_stats(stats, cluster), "outcome": "failed", "error": exc.message,
                          "exit_code": exc.exit_code})
         raise

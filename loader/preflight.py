@@ -11,6 +11,7 @@ from typing import Any
 
 from loader.cluster import Cluster
 from loader.compat import libtorch_for, max_file_version, parse_version, torch_version, version_text
+from loader.deployability import GraphFacts, accepting_ranges, refusal
 from loader.errors import ClusterError, PolicyError, UsageError
 from loader.format.model_config import model_id_problem
 from loader.verify import Check, Verified
@@ -87,8 +88,17 @@ def _runtime(cluster: Cluster, verified: Verified, overrides: Overrides, notes: 
     checks.append(Check("version", f"cluster {cluster_version}, bundle needs {minimum or 'any'}"))
     libtorch = libtorch_for(cluster.version)
     traced = compat.get("traced_with_torch") or provenance.get("libraries", {}).get("torch")
-    file_version = provenance.get("torchscript_file_version")
+    graph = GraphFacts.from_json(compat["graph"]) if isinstance(compat.get("graph"), dict) else None
+    file_version = graph.file_version if graph else provenance.get("torchscript_file_version")
     readable = max_file_version(libtorch) if libtorch else None
+    if graph is not None:
+        reason = refusal(cluster.version, graph)
+        if reason:
+            ranges = ", ".join(accepting_ranges(graph)) or "none known"
+            _refuse(overrides, notes, f"Elasticsearch {cluster_version} would refuse to deploy this model: {reason}",
+                    hint_text=f"releases that would deploy it: {ranges}; or pass --force to try anyway")
+        checks.append(Check("graph", f"{len(graph.operations)} operations; Elasticsearch {cluster_version} "
+                            "accepts the file version, operations and state hooks"))
     if libtorch is None:
         notes.append(f"libtorch of Elasticsearch {cluster_version} is not in the table; not checked")
     elif file_version is not None and readable is not None and int(file_version) > readable:
