@@ -46,7 +46,9 @@ def config_problems(config: Any, task_type: str) -> list[str]:
     unknown = sorted(set(config) - set(CONFIG_FIELDS) - set(SERVER_FIELDS))
     if unknown:
         problems.append("has field(s) Elasticsearch does not accept: " + ", ".join(unknown))
-    if config.get("model_type", "pytorch") != "pytorch":
+    if "model_type" not in config:
+        problems.append("[model_type] must be set if [definition] is not defined (use \"pytorch\")")
+    elif config["model_type"] != "pytorch":
         problems.append("model_type must be 'pytorch'")
     inference = config.get("inference_config")
     if not isinstance(inference, Mapping) or len(inference) != 1:
