@@ -80,6 +80,7 @@ def test_every_response_carries_product_header_and_compatible_content_type(serve
 
 
 def test_cluster_documents(client: Any) -> None:
+    assert client.ping()
     assert client.info()["tagline"] == "You Know, for Search"
     assert client.license.get()["license"]["type"] == "trial"
     nodes = client.nodes.info()["nodes"]
@@ -111,6 +112,10 @@ def test_9x_accepts_8_and_9_refuses_7_and_mismatch(server: StandIn) -> None:
     assert mismatch.json()["error"]["caused_by"]["reason"].startswith(
         "A compatible version is required on both Content-Type and Accept headers if either one has requested a "
         "compatible version and the compatible versions must match.")
+
+
+def test_stats_path_is_not_a_model_id(client: Any) -> None:
+    assert client.ml.get_trained_models_stats()["count"] == client.ml.get_trained_models(model_id="_all")["count"]
 
 
 def test_unknown_route_method_and_parameter(server: StandIn) -> None:
@@ -153,11 +158,11 @@ def test_model_id_rules(client: Any, model_id: str, reason: str) -> None:
 def test_unknown_field_is_a_parse_error_with_location(server: StandIn) -> None:
     refused = server.http("PUT", "/_ml/trained_models/cfg-2", body=b'{"descripton":"x"}')
     assert refused.status == 400
-    assert refused.json()["error"] == {
-        "root_cause": [{"type": "x_content_parse_exception",
-                        "reason": "[1:2] [trained_model_config] unknown field [descripton] did you mean [description]?"}],
-        "type": "x_content_parse_exception",
-        "reason": "[1:2] [trained_model_config] unknown field [descripton] did you mean [description]?"}
+    reason = "[1:2] [trained_model_config] unknown field [descripton] did you mean [description]?"
+    assert refused.json()["error"] == {"root_cause": [{"type": "x_content_parse_exception", "reason": reason}],
+                                       "type": "x_content_parse_exception", "reason": reason}
+    later = server.http("PUT", "/_ml/trained_models/cfg-2", body=b'{\n  "model_type": "pytorch",\n  "foo": 1}')
+    assert later.json()["error"]["reason"] == "[3:3] [trained_model_config] unknown field [foo]"
 
 
 @pytest.mark.parametrize("field", ["location", "version", "created_by", "create_time", "license_level"])
@@ -346,7 +351,8 @@ def test_authentication_basic_and_api_key(standin: Any) -> None:
     assert missing.json()["error"]["reason"] == "missing authentication credentials for REST request [/]"
     wrong = secured.http("GET", "/_ml/info?pretty", auth=False,
                          headers={"Authorization": "Basic " + base64.b64encode(b"elastic:nope").decode()})
-    assert wrong.json()["error"]["reason"] == "unable to authenticate user [elastic] for REST request [/_ml/info?pretty]"
+    assert wrong.json()["error"]["reason"] == (
+        "unable to authenticate user [elastic] for REST request [/_ml/info?pretty]")
     bad_key = secured.http("GET", "/", auth=False,
                            headers={"Authorization": "ApiKey " + base64.b64encode(b"key-id:wrong").decode()})
     assert bad_key.status == 401

@@ -74,6 +74,9 @@ class App:
             *self.models.routes(),
             *self.deployments.routes(),
         ]
+        # Literal path segments win over placeholders, as in Elasticsearch's path trie:
+        # `/_ml/trained_models/_stats` is not a model called `_stats`.
+        self.routes.sort(key=lambda r: r.pattern.pattern.count("(?P<"))
 
     def find_route(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
         allowed = []

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from typing import Any
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the quick brown fox jumps over lazy dog hello world elastic "
-         "search is in mountain view paris london ##s ##ing a an".split()]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog",
+         "hello", "world", "elastic", "search", "is", "in", "mountain", "view", "paris", "london", "##s", "##ing", "a",
+         "an"]
 
 
 def bert_config(task: str = "text_embedding", **task_settings: Any) -> dict[str, Any]:
@@ -38,16 +40,24 @@ def save(module: Any) -> bytes:
     import torch
 
     buffer = io.BytesIO()
-    torch.jit.save(module, buffer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; ES needs it
+        torch.jit.save(module, buffer)
     return buffer.getvalue()
 
 
+MPNET_VOCAB = ["<s>", "<pad>", "</s>", "<unk>", *VOCAB[5:-1], "[UNK]", "<mask>"]
+
+
 def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
-    """Hand-written TorchScript modules taking bert's four inputs.
+    """Hand-written TorchScript modules taking bert's four inputs (the task shapes take two or four).
 
     kind: `embedding` ([1, width]), `classification` ([1, labels]), `tokens` ([1, seq, labels]),
-    `fill_mask` ([1, seq, len(VOCAB)]), `tril` (uses aten::tril), `hooks` (has __getstate__/__setstate__).
+    `fill_mask` ([1, seq, len(VOCAB)]), `tril` (uses aten::tril), `from_file` (aten::from_file at the top of
+    forward), `hooks` (has __getstate__/__setstate__).
     """
+    from typing import Optional
+
     import torch
     from torch import Tensor, nn
 
@@ -60,8 +70,8 @@ def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
             self.head = nn.Linear(width, out)
             self.per_token = per_token
 
-        def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-                    position_ids: Tensor) -> Tensor:
+        def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Optional[Tensor] = None,  # noqa: UP045
+                    position_ids: Optional[Tensor] = None) -> Tensor:  # noqa: UP045 - TorchScript wants Optional
             hidden = self.embedding(input_ids)
             if self.per_token:
                 return self.head(hidden)
@@ -71,6 +81,13 @@ def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
         def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
                     position_ids: Tensor) -> Tensor:
             return input_ids.to(torch.float32).tril()
+
+    class FromFile(nn.Module):
+        def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                    position_ids: Tensor) -> Tensor:
+            # Never run: the check refuses the graph at load time.
+            data = torch.from_file("/nonexistent", False, 1)
+            return input_ids.to(torch.float32) + data.sum()
 
     class Hooks(nn.Module):
         def __init__(self) -> None:
@@ -96,9 +113,12 @@ def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
         "tokens": lambda: Embed(labels, True),
         "fill_mask": lambda: Embed(len(VOCAB), True),
         "tril": Tril,
+        "from_file": FromFile,
         "hooks": Hooks,
     }
-    module = torch.jit.script(modules[kind]().eval())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(modules[kind]().eval())
     return save(module)
 
 
@@ -107,8 +127,6 @@ def tiny_bert(hidden: int = 32) -> tuple[bytes, Any]:
 
     Returns the saved archive and the traced module (to run it directly in the test).
     """
-    import warnings
-
     import torch
     from transformers import BertConfig, BertModel
 
@@ -133,5 +151,5 @@ def tiny_bert(hidden: int = 32) -> tuple[bytes, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(MeanPooled().eval(), example, strict=False)
-    frozen = torch.jit.freeze(traced)
+        frozen = torch.jit.freeze(traced)
     return save(frozen), frozen

@@ -19,7 +19,8 @@ _SPECIALS = {
     "bert": ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"),
     "bert_ja": ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"),
     "deberta_v2": ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"),
-    "mpnet": ("<s>", "</s>", "<unk>", "<pad>", "<mask>"),
+    # MPNet's WordPiece keeps BERT's unknown token (its vocabularies carry both `<unk>` and `[UNK]`).
+    "mpnet": ("<s>", "</s>", "[UNK]", "<pad>", "<mask>"),
     "roberta": ("<s>", "</s>", "<unk>", "<pad>", "<mask>"),
     "xlm_roberta": ("<s>", "</s>", "<unk>", "<pad>", "<mask>"),
 }
