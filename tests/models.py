@@ -89,7 +89,8 @@ def bert_ja(out: Path, head: str = "AutoModelForMaskedLM", seed: int = 1) -> Pat
 def mpnet_sentence_transformer(out: Path, seed: int = 2, dense: int = 16) -> Path:
     """A sentence-transformers folder: tiny MPNet, mean pooling, a Dense layer and normalisation."""
     import transformers
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
 
     _seed(seed)
     base = out.parent / f"{out.name}-base"
@@ -100,11 +101,10 @@ def mpnet_sentence_transformer(out: Path, seed: int = 2, dense: int = 16) -> Pat
     config = transformers.MPNetConfig(vocab_size=len(vocab), max_position_embeddings=130, **SMALL)
     transformers.MPNetModel(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    transformer = models.Transformer(str(base), max_seq_length=48)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
-    st = SentenceTransformer(modules=[transformer, pooling,
-                                      models.Dense(transformer.get_word_embedding_dimension(), dense),
-                                      models.Normalize()], device="cpu")
+    transformer = modules.Transformer(str(base), max_seq_length=48)
+    width = transformer.get_embedding_dimension()
+    st = SentenceTransformer(modules=[transformer, modules.Pooling(width, pooling_mode="mean"),
+                                      modules.Dense(width, dense), modules.Normalize()], device="cpu")
     st.save(str(out))
     return out
 

@@ -130,6 +130,7 @@ def _heavy(*, options: ExportOptions, log: StageLog, source: Any, files: dict[st
     from bundler.export import check, es_config, samples, torch_compat, trace, wrappers
     from bundler.export.cluster_inputs import encode
     from bundler.export.tasks import classification_labels, is_pair_task
+    from bundler.graph import graph_facts
     from bundler.writer import write_bundle
 
     with log.stage("load", f"{task} model"):
@@ -149,13 +150,9 @@ def _heavy(*, options: ExportOptions, log: StageLog, source: Any, files: dict[st
         example = encode(tokenizer, family.inputs, trace.TRACE_TEXTS, pairs, max_length=max_len, task=task)
         definition = workdir / "model.pt"
         info = trace.trace_and_save(module, example.args, definition)
-        torch_compat.check_file_version(info.file_version, target)
-        for warning in torch_compat.check_graph(info.operations, target):
+        graph = graph_facts(definition)
+        for warning in torch_compat.check_graph(graph, target):
             log.warn(warning)
-        hooks = torch_compat.state_hook_entries(definition)
-        if hooks:
-            log.warn(f"the archive contains __setstate__/__getstate__ ({', '.join(hooks)}): Elasticsearch 8.19.20, "
-                     "9.4.5 and 9.5.0+ refuse such archives")
         if options.quantize:
             deployment_bytes = definition.stat().st_size
 
@@ -184,29 +181,24 @@ def _heavy(*, options: ExportOptions, log: StageLog, source: Any, files: dict[st
             embedding_size=embedding_size, ingest_prefix=options.ingest_prefix, search_prefix=options.search_prefix,
             description=f"{source.name} for {task}, traced by esbundle with torch {torch_version}",
             per_deployment_memory_bytes=deployment_bytes, per_allocation_memory_bytes=allocation)
-        min_es, required_libtorch = torch_compat.min_es_version(torch_version, info.file_version,
-                                                                es_config.features_used(config))
-        compatibility = {"min_es_version": min_es, "required_libtorch": required_libtorch,
-                         "traced_with_torch": torch_version.split("+")[0],
-                         "target_es_version": target.es_version if target else None,
-                         "target_libtorch": target.libtorch if target else None,
-                         "allow_newer_torch": options.allow_newer_torch}
-        record.update(tracer_warnings=info.tracer_warnings, graph_operations=len(info.operations))
-        forbidden, unknown = torch_compat.graph_problems(info.operations)
+        compatibility = torch_compat.compatibility_record(
+            torch_text=torch_version, graph=graph, target=target, allow_newer=options.allow_newer_torch,
+            features=es_config.features_used(config))
+        record.update(tracer_warnings=info.tracer_warnings)
         provenance = {"source": source.describe(), "files": files,
                       "libraries": {k: v for k, v in versions.items() if k != "tokenizers" or v},
-                      "torchscript_file_version": info.file_version, "quantized": options.quantize,
+                      "torchscript_file_version": graph.file_version, "quantized": options.quantize,
                       "max_sequence_length_from": max_len_origin, "tokenizer_class": family.tokenizer_class,
-                      "graph_operations_not_allowed": unknown, "trace_check": record}
+                      "trace_check": record}
         manifest = write_bundle(options.out, definition=definition, config=config, vocabulary=vocabulary,
                                 signing_key=signing_key, model_id=es_model_id, task_type=task,
                                 bundle_version=options.bundle_version, expires_in_days=options.expires_in_days,
                                 part_size=options.part_size, provenance=provenance, samples=sample_list,
                                 compatibility=compatibility)
-        del forbidden
 
     return ExportResult(out=options.out, es_model_id=es_model_id, task_type=task, tokenization=family.name,
                         bundle_id=manifest.bundle_id, definition_bytes=manifest.definition.total_length,
                         part_count=manifest.definition.part_count, source=source.describe(), trace_check=record,
-                        compatibility=compatibility, quantized=options.quantize, stages=list(log.times),
+                        compatibility={k: v for k, v in compatibility.items() if k != "graph"},
+                        quantized=options.quantize, stages=list(log.times),
                         warnings=list(log.warnings))

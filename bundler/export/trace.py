@@ -2,18 +2,16 @@
 
 The trace runs on a padded batch of two texts of different lengths, so the padding path is recorded; nothing in
 the graph depends on that length (sizes are read from the inputs at run time), which the check then proves on
-other lengths and batch sizes. The archive's file-format version and the graph's operations are read back from
-what was saved, because that is what the cluster's libtorch will read.
+other lengths and batch sizes.
 """
 from __future__ import annotations
 
 import os
 import sys
 import warnings
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,13 +25,12 @@ TRACE_TEXTS = ("Elasticsearch runs this traced model.", "Short one.")
 @dataclass(frozen=True)
 class TraceInfo:
     path: Path
-    file_version: int
-    operations: tuple[str, ...] = field(default=())
-    tracer_warnings: int = 0
+    tracer_warnings: int  # shape-dependent Python branches the tracer saw (the check proves none matter)
 
 
 def trace_and_save(module: nn.Module, example: tuple[Tensor, ...], path: Path) -> TraceInfo:
-    """jit.trace, jit.freeze, jit.save; return the saved file's facts."""
+    """jit.trace, jit.freeze, jit.save. The saved archive is measured by `bundler.graph` (file version,
+    operations, state hooks), the same way the loader judges it."""
     module.eval()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         # The tracer warns about every Python-level branch on a shape; the check below is what tells whether
@@ -46,35 +43,7 @@ def trace_and_save(module: nn.Module, example: tuple[Tensor, ...], path: Path) -
             raise ModelError(f"tracing failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     torch.jit.save(frozen, str(path))
     tracer_warnings = sum(1 for w in caught if issubclass(w.category, torch.jit.TracerWarning))
-    return TraceInfo(path=path, file_version=file_version(path), operations=graph_operations(frozen),
-                     tracer_warnings=tracer_warnings)
-
-
-def file_version(path: Path) -> int:
-    """The TorchScript archive's format version (`<root>/.data/version`, or `<root>/version` in older layouts):
-    a libtorch refuses a file whose version is above the highest it reads."""
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        for suffix in ("/.data/version", "/version"):
-            for name in names:
-                if name.endswith(suffix) and name.count("/") == suffix.count("/"):
-                    return int(archive.read(name).decode("ascii").strip())
-    raise ModelError(f"{path}: saved TorchScript archive has no version record")
-
-
-def graph_operations(module: torch.jit.ScriptModule) -> tuple[str, ...]:
-    """Every node kind of forward's inlined graph, through sub-blocks: what Elasticsearch's graph check sees."""
-    kinds: set[str] = set()
-
-    def walk(block: torch._C.Block) -> None:
-        for node in block.nodes():
-            kinds.add(node.kind())
-            for sub in node.blocks():
-                walk(sub)
-
-    graph = module.inlined_graph if hasattr(module, "inlined_graph") else module.graph
-    walk(graph)
-    return tuple(sorted(kinds))
+    return TraceInfo(path=path, tracer_warnings=tracer_warnings)
 
 
 def load_saved(path: Path) -> torch.jit.ScriptModule:
