@@ -109,8 +109,6 @@ def check_options(options: ExportOptions) -> ExportOptions:
         why = model_id_problem(options.es_model_id)
         if why:
             raise UsageError(f"--es-model-id: {why}")
-        if options.es_model_id.startswith("."):
-            raise UsageError("--es-model-id must not start with '.' (reserved for Elastic's packaged models)")
     if options.max_model_input_length is not None and options.max_model_input_length < 2:
         raise UsageError("--max-model-input-length must be at least 2 tokens")
     if options.bundle_version < 1:
