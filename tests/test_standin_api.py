@@ -383,9 +383,11 @@ def test_restart_sees_the_same_models(standin: Any) -> None:
     client.ml.put_trained_model(model_id="kept", **bert_config())
     client.ml.put_trained_model_vocabulary(model_id="kept", vocabulary=VOCAB)
     part(client, "kept", 0, b"hello ", 11, 2)
+    identity = client.info()["cluster_uuid"]
     first.kill()
     first.restart()
     client = first.client()
+    assert client.info()["cluster_uuid"] == identity  # the same cluster, as a restarted node is
     assert client.ml.get_trained_models(model_id="kept")["count"] == 1
     with pytest.raises(elasticsearch.BadRequestError):
         client.ml.put_trained_model_vocabulary(model_id="kept", vocabulary=VOCAB)

@@ -6,9 +6,11 @@ Owns the emulated cluster's identity (names, uuid, one node with the `ml` role) 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .releases import Release
@@ -26,6 +28,20 @@ class ClusterInfo:
     name: str = "standin-node-0"
     cluster_name: str = "esbundle-standin"
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    @classmethod
+    def persistent(cls, release: Release, license_type: str, data_dir: Path) -> ClusterInfo:
+        """The cluster's identity (uuid, node id) is kept in the data directory, as a real cluster
+        keeps it across restarts: clients that key state by `cluster_uuid` must see the same cluster."""
+        identity_file = data_dir / "cluster.json"
+        if identity_file.is_file():
+            identity = json.loads(identity_file.read_text(encoding="utf-8"))
+            return cls(release, license_type, node_id=identity["node_id"], cluster_uuid=identity["cluster_uuid"])
+        info = cls(release, license_type)
+        from .models import write_json
+
+        write_json(identity_file, {"node_id": info.node_id, "cluster_uuid": info.cluster_uuid})
+        return info
 
     @property
     def major(self) -> int:

@@ -165,6 +165,12 @@ class Deployments:
         deployment = Deployment(deployment_id, model_id, {**params, "model_bytes": total_length},
                                 int(time.time() * 1000))
         with self._lock:
+            # Checked again under the lock: two concurrent starts of one id must not both win.
+            if deployment_id in self._by_id:
+                raise errors.bad_request(
+                    "Could not start model deployment because an existing deployment with the same id "
+                    f"[{deployment_id}] exist"
+                )
             self._by_id[deployment_id] = deployment
         threading.Thread(target=self._load, args=(deployment, model), daemon=True).start()
         if wait_for != "starting" and not deployment.done.wait(timeout):
@@ -186,7 +192,10 @@ class Deployments:
                 time.sleep(self.faults.start_delay)
             self._attach(deployment, model)
             deployment.state = "started"
-            self.store.save_deployment(deployment.record())
+            with self._lock:
+                # A deployment stopped (or its model deleted) while loading must not come back.
+                if self._by_id.get(deployment.deployment_id) is deployment:
+                    self.store.save_deployment(deployment.record())
         except native.NativeFailure as exc:
             deployment.state, deployment.reason = "failed", str(exc)
         except Exception as exc:  # the node reports whatever broke; the stand-in must not hang

@@ -1,7 +1,7 @@
 """The stand-in's persistent store: model configs, vocabularies, definition parts, deployments.
 
 Layout under `--data-dir` (plain files, each written to a temporary name and renamed, so a killed
-stand-in never leaves a half-written record):
+stand-in never leaves a half-written record; `cluster.json` beside them is cluster.py's):
 
     models/<id>/config.json           the stored config
     models/<id>/vocabulary.json       the vocabulary document

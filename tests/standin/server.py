@@ -58,7 +58,8 @@ class App:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.release = release(options.es_version)
-        self.cluster = ClusterInfo(self.release, options.license)
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster = ClusterInfo.persistent(self.release, options.license, options.data_dir)
         self.faults = FaultPlan.parse(options.fail)
         self.store = Store(options.data_dir)
         self.auth = security.Authenticator(options.user, options.api_key)
@@ -124,6 +125,9 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _drain(self, length: int) -> None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self._read(0)  # a chunked body has to be consumed chunk by chunk
+            return
         while length > 0:
             chunk = self.rfile.read(min(length, 1 << 20))
             if not chunk:
@@ -152,12 +156,12 @@ class Handler(BaseHTTPRequestHandler):
             handler_route, request.path_params, allowed = app.find_route(request.method, request.path)
             if handler_route is None:
                 raise _no_handler(request, allowed)
-            if handler_route.name == "part" and self._part_fault(request, length):
-                return
-            request.body, body_read = self._read(length), True
             check_params(request, handler_route.params)
             if handler_route.licensed and app.options.license == "basic":
                 raise errors.license_non_compliant()
+            if handler_route.name == "part" and self._part_fault(request, length):
+                return
+            request.body, body_read = self._read(length), True
             response = handler_route.handler(request)
         except _StringError as exc:
             response = Response(exc.status, {"error": exc.message, "status": exc.status}, headers=exc.headers)
