@@ -305,6 +305,9 @@ class Deployments:
                 self._attach(deployment, model)
             except native.NativeFailure as exc:
                 raise EsError(500, "status_exception", f"Error in inference process: [{exc}]") from exc
+        if deployment.loaded is None or deployment.loaded.module is None:
+            # Stand-in limitation, not an Elasticsearch text: without torch nothing can run the module.
+            raise errors.bad_request("the stand-in cannot run inference: torch is not installed")
         task, settings = next(iter(model.config["inference_config"].items()))
         overrides = next(iter((body.get("inference_config") or {}).values()), {})
         settings = {**settings, **{k: v for k, v in overrides.items() if k in ("num_top_classes", "results_field")}}
@@ -314,8 +317,8 @@ class Deployments:
             if field_name not in doc:
                 raise errors.bad_request(f"Input field [{field_name}] does not exist in the source document")
             assert deployment.tokenizer is not None
-            results.append(inference.run(deployment.loaded.module if deployment.loaded else None,
-                                         deployment.tokenizer, task, settings, str(doc[field_name])))
+            results.append(inference.run(deployment.loaded.module, deployment.tokenizer, task, settings,
+                                         str(doc[field_name])))
             deployment.inference_count += 1
         return Response(200, {"inference_results": results})
 
