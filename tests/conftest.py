@@ -15,7 +15,7 @@ from bundler.cli import cli
 from bundler.keys import KeyPair, SigningKey, generate_keypair, load_signing_key
 from bundler.writer import write_bundle
 
-pytest_plugins = ["tests.standin.fixture"] if (Path(__file__).parent / "standin" / "fixture.py").exists() else []
+pytest_plugins = ["tests.standin.fixture"]
 
 FIXED_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
