@@ -109,6 +109,46 @@ def mpnet_sentence_transformer(out: Path, seed: int = 2, dense: int = 16) -> Pat
     return out
 
 
+def bert_sentence_transformer(out: Path, seed: int = 6) -> Path:
+    """sentence-transformers over a cased BERT tokenizer with its own `do_lower_case` (the sentence_bert_config.json
+    of sentence-transformers before 6.0, as most hub models have it): it lowercases the text before tokenizing,
+    which the cluster must be told (do_lower_case) and the check must reproduce."""
+    import transformers
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+
+    _seed(seed)
+    base = out.parent / f"{out.name}-base"
+    base.mkdir(parents=True)
+    vocab = _wordpiece_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], ["Hello", "The"])
+    (base / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    transformers.BertTokenizer(vocab=str(base / "vocab.txt"), do_lower_case=False,
+                               model_max_length=MAX_LEN).save_pretrained(base)
+    config = transformers.BertConfig(vocab_size=len(vocab), max_position_embeddings=128, **SMALL)
+    transformers.BertModel(config).save_pretrained(base)
+    transformer = modules.Transformer(str(base), max_seq_length=40)
+    width = transformer.get_embedding_dimension()
+    SentenceTransformer(modules=[transformer, modules.Pooling(width, pooling_mode="cls")],
+                        device="cpu").save(str(out))
+    (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 40, "do_lower_case": True}))
+    return out
+
+
+def dpr_question_encoder(out: Path, seed: int = 7) -> Path:
+    """A DPR question encoder: text_embedding read from its pooled output, no sentence-transformers."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    vocab = _wordpiece_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = transformers.DPRQuestionEncoderTokenizer(vocab=str(out / "vocab.txt"), model_max_length=MAX_LEN)
+    tokenizer.save_pretrained(out)
+    config = transformers.DPRConfig(vocab_size=len(vocab), max_position_embeddings=128, **SMALL)
+    transformers.DPRQuestionEncoder(config).save_pretrained(out)
+    return out
+
+
 def _byte_level_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """A byte-level BPE vocabulary: the 256 byte symbols, a few merges, and RoBERTa's special tokens."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode

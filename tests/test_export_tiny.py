@@ -54,6 +54,8 @@ CASES = [
          "bert"),
     Case("bert-ja-mlm", models.bert_ja, "auto", "fill_mask", "bert_ja"),
     Case("mpnet-sentence-transformer", models.mpnet_sentence_transformer, "auto", "text_embedding", "mpnet"),
+    Case("bert-st-lowercasing", models.bert_sentence_transformer, "text_embedding", "text_embedding", "bert"),
+    Case("dpr-question-encoder", models.dpr_question_encoder, "auto", "text_embedding", "bert"),
     Case("roberta-cross-encoder", lambda p: models.roberta(p, labels=["score"]), "auto", "text_similarity",
          "roberta"),
     Case("bart-nli", lambda p: models.roberta(p, labels=["contradiction", "neutral", "entailment"],
@@ -131,7 +133,8 @@ def test_bundle_verifies_and_fits_the_family(name: str, exported: dict[str, Expo
     (task_config,) = config["inference_config"].values()
     (family, tokenization), = task_config["tokenization"].items()
     assert family == item.case.family
-    assert tokenization["max_sequence_length"] == (48 if family == "mpnet" else models.MAX_LEN)
+    assert tokenization["max_sequence_length"] == {"mpnet-sentence-transformer": 48,
+                                                   "bert-st-lowercasing": 40}.get(name, models.MAX_LEN)
     vocabulary = json.loads(zstandard.ZstdDecompressor().decompress(
         (item.bundle / "vocabulary.json.zst").read_bytes(), max_output_size=64 << 20))
     assert ("merges" in vocabulary) == (family == "roberta")
@@ -175,6 +178,9 @@ def test_reassembled_definition_answers_like_the_samples(name: str, exported: di
             first, second, truncation = text, hypothesis, "only_first"
         else:
             first, second, truncation = text, None, True
+        if tokenization.get("do_lower_case"):  # the cluster lowercases (special tokens excepted) when told to
+            mask = tokenizer.mask_token or ""
+            first = first.lower().replace(mask.lower(), mask) if mask else first.lower()
         with torch.no_grad():
             out = module(*cluster_args(tokenizer, family, first, second, tokenization["max_sequence_length"],
                                        truncation))
@@ -213,6 +219,9 @@ def test_configs_follow_the_reference_rules(exported: dict[str, Exported]) -> No
     assert task_config("bert-mlm")["tokenization"]["bert"]["do_lower_case"] is True
     assert task_config("bert-ja-mlm")["tokenization"]["bert_ja"]["do_lower_case"] is False
     assert task_config("mpnet-sentence-transformer")["embedding_size"] == 16  # after the Dense layer
+    # sentence-transformers lowercases although its tokenizer does not: the cluster must lowercase too
+    assert task_config("bert-st-lowercasing")["tokenization"]["bert"]["do_lower_case"] is True
+    assert task_config("dpr-question-encoder")["embedding_size"] == models.SMALL["hidden_size"]
 
 
 def test_embedding_matches_sentence_transformers_encode(exported: dict[str, Exported]) -> None:

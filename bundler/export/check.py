@@ -77,7 +77,7 @@ def cases_for(task: str, tokenizer: Any, max_length: int) -> list[Case]:
     return [Case(c.label, c.first, other) for c in singles]
 
 
-def _squeeze_row(output: Tensor, task: str, row: int, length: int | None) -> Tensor:
+def row_of(output: Tensor, task: str, row: int, length: int | None) -> Tensor:
     """One input's answer out of a batch output (QA is [2, batch, seq]); token outputs cut to real tokens."""
     if task == "question_answering":
         value = output[:, row]
@@ -100,7 +100,7 @@ def reference_outputs(loaded: LoadedModel, tokenizer: Any, task: str, cases: Seq
             named = tokenizer(case.first, case.second, truncation=truncation, max_length=max_length,
                               return_tensors="pt")
             kwargs = {k: v for k, v in named.items() if k in accepted}
-            answers.append(_squeeze_row(pick_output(loaded.original(**kwargs, return_dict=True), loaded.output),
+            answers.append(row_of(pick_output(loaded.original(**kwargs, return_dict=True), loaded.output),
                                         task, 0, None).float())
         return answers
 
@@ -114,12 +114,12 @@ def traced_outputs(traced: Any, tokenizer: Any, inputs: Sequence[str], task: str
         if batched:
             batch = encode(tokenizer, inputs, firsts, pairs, max_length=max_length, task=task)
             out = traced(*batch.args)
-            return [_squeeze_row(out, task, i, n) for i, n in enumerate(batch.lengths)], batch.lengths
+            return [row_of(out, task, i, n) for i, n in enumerate(batch.lengths)], batch.lengths
         results, lengths = [], []
         for i in range(len(cases)):
             batch = encode(tokenizer, inputs, [firsts[i]], [pairs[i]] if pairs else None, max_length=max_length,
                            task=task)
-            results.append(_squeeze_row(traced(*batch.args), task, 0, batch.lengths[0]))
+            results.append(row_of(traced(*batch.args), task, 0, batch.lengths[0]))
             lengths.append(batch.lengths[0])
         return results, lengths
 

@@ -46,3 +46,30 @@ def encode(tokenizer: Any, inputs: Sequence[str], texts: Sequence[str], pairs: S
     named = {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     return Batch(args=tuple(columns[name].to(torch.long) for name in inputs), named=named,
                  lengths=[int(n) for n in mask.sum(dim=1)])
+
+
+class LowercasingTokenizer:
+    """The model's tokenizer behind sentence-transformers' `do_lower_case`: text is lowercased before it is
+    tokenized, as sentence-transformers does and as the cluster will (the config says do_lower_case)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, text: Any, text_pair: Any = None, **kwargs: Any) -> Any:
+        specials = [t for t in self._tokenizer.all_special_tokens if t.lower() != t]
+
+        def lower_one(value: str) -> str:
+            value = value.lower()
+            for token in specials:  # special tokens are matched before normalisation, by the cluster too
+                value = value.replace(token.lower(), token)
+            return value
+
+        def lower(value: Any) -> Any:
+            if isinstance(value, str):
+                return lower_one(value)
+            return [lower_one(v) for v in value] if value is not None else None
+
+        return self._tokenizer(lower(text), lower(text_pair), **kwargs)

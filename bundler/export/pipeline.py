@@ -1,9 +1,9 @@
 """`run_export`: resolve, load, trace, check, write, with each stage timed on stderr.
 
 Everything that can be refused cheaply is refused first, before any weight is downloaded or loaded: options,
-an existing output, the signing key (and its passphrase), the torch-versus-cluster policy, the model folder, the
+an existing output, the torch-versus-cluster policy, the signing key (and its passphrase), the model folder, the
 task, the tokenizer. The bundle is written last, atomically by the writer, so a failure leaves nothing behind.
-torch and transformers are imported inside the function: importing this module stays cheap.
+torch and transformers are imported inside the functions: importing this module stays cheap.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from bundler.export.stages import StageLog
 from loader.errors import ModelError, UsageError
 
 EXTRA_HINT = "install the export extra on a connected machine: pip install 'esbundle[export]'"
+HEAVY = ("torch", "transformers", "huggingface_hub", "sentence_transformers")
 
 
 def _version(package: str) -> str | None:
@@ -35,17 +37,6 @@ def library_versions() -> dict[str, str | None]:
         ("esbundle", "esbundle"))}
 
 
-def _load_tokenizer(path: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except ImportError as exc:  # e.g. BertJapaneseTokenizer with MeCab needs fugashi and a dictionary
-        raise ModelError(f"{path}: the tokenizer needs a package that is not installed ({exc})") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path}: no usable tokenizer ({str(exc).splitlines()[0]})") from None
-
-
 def quiet_libraries() -> None:
     """transformers and sentence-transformers log deprecations and draw progress bars on stderr; the stage log
     is the export's progress, and their chatter would bury it."""
@@ -59,146 +50,188 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def run_export(options: ExportOptions, *, log: StageLog | None = None) -> ExportResult:
-    """Export one model into a signed bundle at `options.out`; raise an EsbundleError on any refusal."""
-    from bundler.export import source as src
-    from bundler.export import tasks, torch_compat
+def _load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except ImportError as exc:  # e.g. BertJapaneseTokenizer with MeCab needs fugashi and a dictionary
+        raise ModelError(f"{path}: the tokenizer needs a package that is not installed ({exc})") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: no usable tokenizer ({str(exc).splitlines()[0]})") from None
+
+
+@dataclass
+class Plan:
+    """What the resolve stage decided, before anything heavy: the rest of the export only carries it out."""
+
+    options: ExportOptions
+    log: StageLog
+    versions: dict[str, str | None]
+    target: Any  # torch_compat.ClusterTorch | None
+    signing_key: Any
+    source: Any = None  # source.Source
+    files: dict[str, str] | None = None
+    layout: Any = None  # tasks.SentenceTransformerLayout | None
+    model_dir: Path | None = None
+    facts: Any = None  # tasks.ModelFacts
+    task: str = ""
+    tokenizer: Any = None  # what the check and samples tokenize with (the cluster's view of the text)
+    family: Any = None  # tokenization.Family
+    vocabulary: dict[str, Any] | None = None
+    tok_options: dict[str, Any] | None = None
+    max_len: int = 0
+    max_len_origin: str = ""
+
+    @property
+    def torch_version(self) -> str:
+        return str(self.versions["torch"])
+
+
+def preflight(options: ExportOptions, log: StageLog) -> Plan:
+    """The checks that need neither the model nor torch itself."""
+    from bundler.export import torch_compat
     from bundler.keys import load_signing_key
 
     options = check_options(options)
-    log = log or StageLog()
     if os.path.lexists(options.out):
         raise UsageError(f"{options.out}: already exists; refusing to overwrite", hint="choose a new --out directory")
     versions = library_versions()
-    missing = [name for name in ("torch", "transformers", "huggingface_hub", "sentence_transformers")
-               if versions[name] is None]
+    missing = [name for name in HEAVY if versions[name] is None]
     if missing:
         raise UsageError(f"export needs {', '.join(missing)}, which this install lacks", hint=EXTRA_HINT)
-    torch_version = str(versions["torch"])
     target = torch_compat.cluster_torch(options.target_es_version) if options.target_es_version else None
-    for warning in torch_compat.check_torch(torch_version, target, options.allow_newer_torch):
+    for warning in torch_compat.check_torch(str(versions["torch"]), target, options.allow_newer_torch):
         log.warn(warning)
-    signing_key = load_signing_key(options.signing_key)
+    return Plan(options=options, log=log, versions=versions, target=target,
+                signing_key=load_signing_key(options.signing_key))
+
+
+def resolve(plan: Plan) -> None:
+    """Stage 1: the model's small files; task, tokenizer family, vocabulary and max length decided; then the
+    weights (hub) and the hash of every file used."""
+    from bundler.export import source as src
+    from bundler.export import tasks, tokenization
+    from bundler.export.cluster_inputs import LowercasingTokenizer
+    from bundler.export.es_config import max_sequence_length
+
+    options = plan.options
+    if options.hub_model_id:
+        plan.source = src.hub_source_light(options.hub_model_id, options.revision)
+    else:
+        plan.source = src.local_source(Path(options.model_dir or "."))
+    plan.layout = tasks.read_sentence_transformer(plan.source.path)
+    plan.model_dir = plan.layout.transformer_dir if plan.layout else plan.source.path
+    plan.facts = tasks.read_model_facts(plan.model_dir, sentence_transformer=plan.layout is not None)
+    plan.task = tasks.detect_task(plan.facts) if options.task_type == "auto" else options.task_type
+    tasks.check_task_fits(plan.task, plan.facts)
+    tokenizer = _load_tokenizer(plan.model_dir)
+    plan.family = tokenization.family_of(tokenizer)
+    plan.vocabulary = tokenization.vocabulary_document(plan.family, tokenizer)
+    st_lowercase = bool(plan.layout and plan.layout.do_lower_case)
+    plan.tok_options = tokenization.tokenization_options(plan.family, tokenizer, st_lowercase=st_lowercase)
+    # sentence-transformers may lowercase before its tokenizer; the config then tells the cluster to do the same,
+    # and the check must feed the trace the same lowercased text.
+    plan.tokenizer = LowercasingTokenizer(tokenizer) if st_lowercase else tokenizer
+    plan.max_len, plan.max_len_origin = max_sequence_length(
+        override=options.max_model_input_length, st_max_seq_length=plan.layout.max_seq_length if plan.layout else None,
+        tokenizer=tokenizer, family=plan.family.name, task=plan.task)
+    plan.source = src.fetch_weights(plan.source)
+    plan.files = src.hash_files(plan.source.path)
+    plan.log.say(f"  {plan.task}, tokenization {plan.family.name} ({plan.family.tokenizer_class}), "
+                 f"max_sequence_length {plan.max_len} ({plan.max_len_origin}), {len(plan.files)} files"
+                 + (f", commit {plan.source.commit_sha}" if plan.source.commit_sha else ""))
+
+
+def run_export(options: ExportOptions, *, log: StageLog | None = None) -> ExportResult:
+    """Export one model into a signed bundle at `options.out`; raise an EsbundleError on any refusal."""
+    log = log or StageLog()
+    plan = preflight(options, log)
     quiet_libraries()
-
-    described = options.hub_model_id or str(options.model_dir)
-    with log.stage("resolve", described):
-        if options.hub_model_id:
-            source = src.hub_source_light(options.hub_model_id, options.revision)
-        else:
-            source = src.local_source(Path(options.model_dir or "."))
-        layout = tasks.read_sentence_transformer(source.path)
-        model_dir = layout.transformer_dir if layout else source.path
-        facts = tasks.read_model_facts(model_dir)
-        facts = tasks.ModelFacts(facts.architectures, facts.model_type, facts.labels, layout is not None)
-        task = tasks.detect_task(facts) if options.task_type == "auto" else options.task_type
-        tasks.check_task_fits(task, facts)
-        from bundler.export import tokenization
-
-        tokenizer = _load_tokenizer(model_dir)
-        family = tokenization.family_of(tokenizer)
-        vocabulary = tokenization.vocabulary_document(family, tokenizer)
-        tok_options = tokenization.tokenization_options(family, tokenizer,
-                                                        st_lowercase=bool(layout and layout.do_lower_case))
-        from bundler.export.es_config import max_sequence_length
-
-        max_len, max_len_origin = max_sequence_length(
-            override=options.max_model_input_length, st_max_seq_length=layout.max_seq_length if layout else None,
-            tokenizer=tokenizer, family=family.name, task=task)
-        source = src.fetch_weights(source)
-        files = src.hash_files(source.path)
-        log.say(f"  {task}, tokenization {family.name} ({family.tokenizer_class}), max_sequence_length {max_len} "
-                f"({max_len_origin}), {len(files)} files"
-                + (f", commit {source.commit_sha}" if source.commit_sha else ""))
-
-    with tempfile.TemporaryDirectory(prefix=".esbundle-export-",
-                                     dir=options.out.parent if options.out.parent.is_dir() else None) as tmp, \
-            warnings.catch_warnings():
-        # torch deprecates its quantized tensor API (for torchao, which TorchScript cannot save): said once per
+    with log.stage("resolve", plan.options.hub_model_id or str(plan.options.model_dir)):
+        resolve(plan)
+    out = plan.options.out
+    with tempfile.TemporaryDirectory(prefix=".esbundle-export-", dir=out.parent if out.parent.is_dir() else None) \
+            as tmp, warnings.catch_warnings():
+        # torch deprecates its quantized tensor API (for torchao, which TorchScript cannot save): said at every
         # quantized call, it would bury the stage log.
         warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-        return _heavy(options=options, log=log, source=source, files=files, layout=layout, model_dir=model_dir,
-                      facts=facts, task=task, tokenizer=tokenizer, family=family, vocabulary=vocabulary,
-                      tok_options=tok_options, max_len=max_len, max_len_origin=max_len_origin, target=target,
-                      torch_version=torch_version, versions=versions, signing_key=signing_key, workdir=Path(tmp))
+        return _trace_check_write(plan, Path(tmp) / "model.pt")
 
 
-def _heavy(*, options: ExportOptions, log: StageLog, source: Any, files: dict[str, str], layout: Any,
-           model_dir: Path, facts: Any, task: str, tokenizer: Any, family: Any, vocabulary: dict[str, Any],
-           tok_options: dict[str, Any], max_len: int, max_len_origin: str, target: Any, torch_version: str,
-           versions: dict[str, str | None], signing_key: Any, workdir: Path) -> ExportResult:
+def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
+    """Stages 2-5. The definition is written to a temporary file that the writer cuts into parts."""
     from bundler.export import check, es_config, samples, torch_compat, trace, wrappers
     from bundler.export.cluster_inputs import encode
     from bundler.export.tasks import classification_labels, is_pair_task
     from bundler.graph import graph_facts
     from bundler.writer import write_bundle
 
+    options, log, task, family, tokenizer = plan.options, plan.log, plan.task, plan.family, plan.tokenizer
     with log.stage("load", f"{task} model"):
         arity = len(family.inputs)
-        if task == "text_embedding" and not facts.dpr_encoder:
-            if layout is None:
+        if task == "text_embedding" and not plan.facts.dpr_encoder:
+            if plan.layout is None:
                 log.warn("no sentence-transformers configuration: the embedding is the mean of the token "
                          "states, as SentenceTransformer builds it for a plain transformers model")
-            loaded = wrappers.load_sentence_transformer(source.path, arity, max_len)
+            loaded = wrappers.load_sentence_transformer(plan.source.path, arity, plan.max_len)
         else:
-            loaded = wrappers.load_hf_model(model_dir, task, facts.architectures, arity)
+            loaded = wrappers.load_hf_model(plan.model_dir, task, plan.facts.architectures, arity)
         deployment_bytes = loaded.state_bytes()
 
     with log.stage("trace", "quantized int8" if options.quantize else ""):
         module = wrappers.quantize(loaded.wrapper) if options.quantize else loaded.wrapper
         pairs = ["What is traced?", "A pair."] if is_pair_task(task) else None
-        example = encode(tokenizer, family.inputs, trace.TRACE_TEXTS, pairs, max_length=max_len, task=task)
-        definition = workdir / "model.pt"
+        example = encode(tokenizer, family.inputs, trace.TRACE_TEXTS, pairs, max_length=plan.max_len, task=task)
         info = trace.trace_and_save(module, example.args, definition)
         graph = graph_facts(definition)
-        for warning in torch_compat.check_graph(graph, target):
+        for warning in torch_compat.check_graph(graph, plan.target):
             log.warn(warning)
-        if options.quantize:
+        if options.quantize:  # packed int8 weights are not parameters: the archive is the better measure
             deployment_bytes = definition.stat().st_size
 
     with log.stage("check", "traced vs original"):
         traced = trace.load_saved(definition)
-        record = check.run_check(loaded=loaded, traced=traced, tokenizer=tokenizer, inputs=family.inputs,
-                                 task=task, max_length=max_len,
-                                 quantized_module=module if options.quantize else None)
-        labels = classification_labels(facts)
+        record = check.run_check(loaded=loaded, traced=traced, tokenizer=tokenizer, inputs=family.inputs, task=task,
+                                 max_length=plan.max_len, quantized_module=module if options.quantize else None)
+        record["tracer_warnings"] = info.tracer_warnings
+        labels = classification_labels(plan.facts)
         sample_list = samples.build_samples(traced=traced, tokenizer=tokenizer, inputs=family.inputs, task=task,
-                                            max_length=max_len, labels=labels, quantized=options.quantize)
-        # The largest single request: the check's longest case, cut at the max length like the cluster cuts it.
-        longest = check.cases_for(task, tokenizer, max_len)[2]
+                                            max_length=plan.max_len, labels=labels, quantized=options.quantize)
+        # The largest single request: the check's longest case, cut at the max length as the cluster cuts it.
+        longest = check.cases_for(task, tokenizer, plan.max_len)[2]
         full = encode(tokenizer, family.inputs, [longest.first], [longest.second] if longest.second else None,
-                      max_length=max_len, task=task)
+                      max_length=plan.max_len, task=task)
         allocation = trace.allocation_bytes(traced, full.args)
         log.say(f"  worst cosine {record['worst_cosine']}, max |diff| {record['max_abs_diff']}, "
                 f"{len(record['cases'])} texts x {len(record['modes'])} modes")
         del loaded, module, traced
 
     with log.stage("write", str(options.out)):
-        embedding_size = sample_list[0]["expected"]["dimensions"] if task == "text_embedding" else None
-        es_model_id = options.es_model_id or derive_es_model_id(source.name)
         config = es_config.build_config(
-            task=task, family=family.name, tokenization_options=tok_options, max_length=max_len, labels=labels,
-            embedding_size=embedding_size, ingest_prefix=options.ingest_prefix, search_prefix=options.search_prefix,
-            description=f"{source.name} for {task}, traced by esbundle with torch {torch_version}",
+            task=task, family=family.name, tokenization_options=plan.tok_options or {}, max_length=plan.max_len,
+            labels=labels,
+            embedding_size=sample_list[0]["expected"]["dimensions"] if task == "text_embedding" else None,
+            ingest_prefix=options.ingest_prefix, search_prefix=options.search_prefix,
+            description=f"{plan.source.name} for {task}, traced by esbundle with torch {plan.torch_version}",
             per_deployment_memory_bytes=deployment_bytes, per_allocation_memory_bytes=allocation)
         compatibility = torch_compat.compatibility_record(
-            torch_text=torch_version, graph=graph, target=target, allow_newer=options.allow_newer_torch,
+            torch_text=plan.torch_version, graph=graph, target=plan.target, allow_newer=options.allow_newer_torch,
             features=es_config.features_used(config))
-        record.update(tracer_warnings=info.tracer_warnings)
-        provenance = {"source": source.describe(), "files": files,
-                      "libraries": {k: v for k, v in versions.items() if k != "tokenizers" or v},
+        provenance = {"source": plan.source.describe(), "files": plan.files,
+                      "libraries": {k: v for k, v in plan.versions.items() if v},
                       "torchscript_file_version": graph.file_version, "quantized": options.quantize,
-                      "max_sequence_length_from": max_len_origin, "tokenizer_class": family.tokenizer_class,
+                      "max_sequence_length_from": plan.max_len_origin, "tokenizer_class": family.tokenizer_class,
                       "trace_check": record}
-        manifest = write_bundle(options.out, definition=definition, config=config, vocabulary=vocabulary,
-                                signing_key=signing_key, model_id=es_model_id, task_type=task,
+        es_model_id = options.es_model_id or derive_es_model_id(plan.source.name)
+        manifest = write_bundle(options.out, definition=definition, config=config, vocabulary=plan.vocabulary or {},
+                                signing_key=plan.signing_key, model_id=es_model_id, task_type=task,
                                 bundle_version=options.bundle_version, expires_in_days=options.expires_in_days,
                                 part_size=options.part_size, provenance=provenance, samples=sample_list,
                                 compatibility=compatibility)
 
     return ExportResult(out=options.out, es_model_id=es_model_id, task_type=task, tokenization=family.name,
                         bundle_id=manifest.bundle_id, definition_bytes=manifest.definition.total_length,
-                        part_count=manifest.definition.part_count, source=source.describe(), trace_check=record,
-                        compatibility={k: v for k, v in compatibility.items() if k != "graph"},
-                        quantized=options.quantize, stages=list(log.times),
-                        warnings=list(log.warnings))
+                        part_count=manifest.definition.part_count, source=plan.source.describe(),
+                        trace_check=record, compatibility={k: v for k, v in compatibility.items() if k != "graph"},
+                        quantized=options.quantize, stages=list(log.times), warnings=list(log.warnings))

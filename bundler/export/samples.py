@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bundler.export.check import _squeeze_row
+from bundler.export.check import row_of
 from bundler.export.cluster_inputs import encode
 from bundler.export.es_config import ZERO_SHOT_TEMPLATE
 
@@ -71,7 +71,7 @@ def build_samples(*, traced: Any, tokenizer: Any, inputs: Sequence[str], task: s
         batch = encode(tokenizer, inputs, [first], [second] if second is not None else None,
                        max_length=max_length, task=task)
         with torch.no_grad():
-            output = _squeeze_row(traced(*batch.args), task, 0, batch.lengths[0]).float()
+            output = row_of(traced(*batch.args), task, 0, batch.lengths[0]).float()
         samples.append({"input": sample, "expected": _expected(task, output, labels, quantized)})
     return samples
 

@@ -45,7 +45,7 @@ class ModelFacts:
         return self.model_type == "dpr" and len(self.architectures) == 1 and self.architectures[0] in DPR_ENCODERS
 
 
-def read_model_facts(path: Path) -> ModelFacts:
+def read_model_facts(path: Path, *, sentence_transformer: bool) -> ModelFacts:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ModelError(f"{path}: not a Hugging Face model directory (no config.json)",
@@ -56,7 +56,7 @@ def read_model_facts(path: Path) -> ModelFacts:
         raise ModelError(f"{config_path}: not readable JSON ({exc})") from None
     if not isinstance(config, dict) or "model_type" not in config:
         raise ModelError(f"{config_path}: not a transformers model config (no model_type)")
-    return facts_from_config(config, sentence_transformer=(path / "modules.json").is_file())
+    return facts_from_config(config, sentence_transformer=sentence_transformer)
 
 
 def facts_from_config(config: dict[str, Any], *, sentence_transformer: bool) -> ModelFacts:
