@@ -57,6 +57,8 @@ def assert_nothing_left(out: Path) -> None:
     (("--model-dir", "{classifier}", "--task-type", "auto", "--target-es-version", "7.17.0"), 2,
      "Elasticsearch runs PyTorch models from 8.0.0 on"),
     (("--model-dir", "{classifier}", "--task-type", "auto", "--part-size", "12Q"), 2, "is not a size"),
+    (("--model-dir", "{classifier}", "--task-type", "auto", "--max-model-input-length", "1000"), 9,
+     "max_sequence_length 1000 (--max-model-input-length) is more than the model's position embeddings cover (128"),
     (("--model-dir", "{classifier}", "--task-type", "auto", "--expires-in", "soon"), 2, "--expires-in"),
 ])
 def test_bad_input_is_refused_cleanly(args: tuple[str, ...], code: int, message: str, zoo: dict[str, Path],

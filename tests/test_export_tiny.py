@@ -154,6 +154,9 @@ def test_bundle_verifies_and_fits_the_family(name: str, exported: dict[str, Expo
     assert manifest.provenance["source"] == {"kind": "directory", "directory": str(item.model_dir.resolve())}
     assert manifest.compatibility["graph"]["file_version"] == manifest.provenance["torchscript_file_version"]
     assert 3 <= len(manifest.samples) <= 4
+    if manifest.task_type == "fill_mask":  # the cluster refuses fill_mask input without exactly one mask
+        mask = vocabulary["vocabulary"][4]
+        assert all(s["input"]["text"].count(mask) == 1 for s in manifest.samples)
 
 
 @pytest.mark.parametrize("name", [c.name for c in CASES])
@@ -272,3 +275,32 @@ def test_task_that_does_not_fit_the_weights_is_refused(tmp_path: Path, publisher
                                  out=tmp_path / "b"), log=StageLog(enabled=False))
     assert not (tmp_path / "b").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_check_refuses_a_trace_that_answers_differently(tmp_path: Path) -> None:
+    """The check compares with the original, not with itself: a definition traced from other weights (as a trace
+    that baked something in would answer) is refused, every failing text named."""
+    from transformers import AutoTokenizer
+
+    from bundler.export import check, trace, wrappers
+    from bundler.export.cluster_inputs import encode
+    from loader.errors import ModelError
+
+    inputs = CLUSTER_INPUTS["bert"]
+    original = models.bert(tmp_path / "original", labels=["NO", "YES"], seed=10)
+    impostor = models.bert(tmp_path / "impostor", labels=["NO", "YES"], seed=11)
+    tokenizer = AutoTokenizer.from_pretrained(str(original))
+    loaded = wrappers.load_hf_model(original, "text_classification", ("BertForSequenceClassification",), 4)
+    other = wrappers.load_hf_model(impostor, "text_classification", ("BertForSequenceClassification",), 4)
+    example = encode(tokenizer, inputs, trace.TRACE_TEXTS, None, max_length=models.MAX_LEN, task="text_classification")
+    trace.trace_and_save(other.wrapper, example.args, tmp_path / "impostor.pt")
+    with pytest.raises(ModelError, match="trace check failed") as refused:
+        check.run_check(loaded=loaded, traced=trace.load_saved(tmp_path / "impostor.pt"), tokenizer=tokenizer,
+                        inputs=inputs, task="text_classification", max_length=models.MAX_LEN)
+    assert "traced vs original, short (single): " in refused.value.message
+    assert "max |diff|" in refused.value.message
+    # and the genuine trace passes the same check
+    trace.trace_and_save(loaded.wrapper, example.args, tmp_path / "genuine.pt")
+    record = check.run_check(loaded=loaded, traced=trace.load_saved(tmp_path / "genuine.pt"), tokenizer=tokenizer,
+                             inputs=inputs, task="text_classification", max_length=models.MAX_LEN)
+    assert record["passed"] and record["argmax_mismatches"] == 0

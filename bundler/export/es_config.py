@@ -16,11 +16,24 @@ INPUT_FIELD = "text_field"
 
 
 def max_sequence_length(*, override: int | None, st_max_seq_length: int | None, tokenizer: Any, family: str,
-                        task: str) -> tuple[int, str]:
+                        task: str, position_limit: int | None = None) -> tuple[int, str]:
     """(length, where it came from). A user override first; then the length sentence-transformers truncates at;
     then the tokenizer's model_max_length when plausible; then the tokenizer's known input sizes; BERT
     tokenizers fall back to 512; otherwise refuse (max_position_embeddings is not a safe guess: some models
-    offset positions). Question answering uses the SQuAD window (386) unless overridden."""
+    offset positions). Question answering uses the SQuAD window (386) unless overridden. A length past
+    what the position embeddings cover is refused: the cluster would fail on long inputs only."""
+    length, origin = _max_sequence_length(override=override, st_max_seq_length=st_max_seq_length,
+                                          tokenizer=tokenizer, family=family, task=task)
+    if position_limit is not None and length > position_limit:
+        # The cluster would pass positions the model has no embedding for: it fails on long inputs only.
+        raise ModelError(f"max_sequence_length {length} ({origin}) is more than the model's position embeddings "
+                         f"cover ({position_limit} tokens)",
+                         hint=f"pass --max-model-input-length {position_limit} or less")
+    return length, origin
+
+
+def _max_sequence_length(*, override: int | None, st_max_seq_length: int | None, tokenizer: Any, family: str,
+                         task: str) -> tuple[int, str]:
     if override is not None:
         return override, "--max-model-input-length"
     found: tuple[int, str] | None = None

@@ -135,7 +135,7 @@ def resolve(plan: Plan) -> None:
     plan.tokenizer = LowercasingTokenizer(tokenizer) if st_lowercase else tokenizer
     plan.max_len, plan.max_len_origin = max_sequence_length(
         override=options.max_model_input_length, st_max_seq_length=plan.layout.max_seq_length if plan.layout else None,
-        tokenizer=tokenizer, family=plan.family.name, task=plan.task)
+        tokenizer=tokenizer, family=plan.family.name, task=plan.task, position_limit=plan.facts.position_limit)
     plan.source = src.fetch_weights(plan.source)
     plan.files = src.hash_files(plan.source.path)
     plan.log.say(f"  {plan.task}, tokenization {plan.family.name} ({plan.family.tokenizer_class}), "

@@ -27,6 +27,12 @@ TEXTS = (
     "Search engines index millions of documents.",
     "My cat sleeps on the warm laptop keyboard.",
 )
+# Elasticsearch's fill_mask refuses input without exactly one mask token: {mask} is replaced by the model's.
+FILL_MASK_TEXTS = (
+    "The weather in Paris is {mask} today.",
+    "Search engines index millions of {mask}.",
+    "My {mask} sleeps on the warm laptop keyboard.",
+)
 QUESTION = "What does the search engine index?"
 ZERO_SHOT_LABELS = ("weather", "technology")
 PREFIX = 8  # floats of each vector kept: enough to recognise an answer, small enough for the manifest
@@ -40,11 +46,8 @@ def _atol(quantized: bool) -> float:
 def sample_inputs(task: str, mask_token: str | None) -> list[dict[str, Any]]:
     texts = list(TEXTS)
     if task == "fill_mask" and mask_token:
-        texts = [t.replace(" is ", f" is {mask_token} ", 1) if " is " in t else f"{t} {mask_token}" for t in texts]
-        texts = [t if mask_token in t else f"{mask_token} {t}" for t in texts]
-    if task == "text_similarity":
-        return [{"text": t, "text_pair": QUESTION} for t in texts]
-    if task == "question_answering":
+        texts = [t.format(mask=mask_token) for t in FILL_MASK_TEXTS]
+    if task in ("text_similarity", "question_answering"):
         return [{"text": t, "text_pair": QUESTION} for t in texts]
     if task == "zero_shot_classification":
         return [{"text": t, "labels": list(ZERO_SHOT_LABELS)} for t in texts]

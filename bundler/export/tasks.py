@@ -39,6 +39,19 @@ class ModelFacts:
     model_type: str
     labels: tuple[str, ...]  # id2label ordered by id, as written by the model's authors
     sentence_transformer: bool
+    max_position_embeddings: int | None = None
+
+    @property
+    def position_limit(self) -> int | None:
+        """The longest input the position embeddings cover, for models with absolute learned positions.
+        RoBERTa-style models start positions after the padding index (two slots lost)."""
+        if not self.max_position_embeddings:
+            return None
+        if self.model_type in ("roberta", "xlm-roberta", "camembert", "mpnet"):
+            return self.max_position_embeddings - 2
+        if self.model_type in ("bert", "distilbert", "electra", "mobilebert", "squeezebert", "dpr", "bart"):
+            return self.max_position_embeddings
+        return None  # relative positions (DeBERTa) or unknown: the check's long input is the proof
 
     @property
     def dpr_encoder(self) -> bool:
@@ -65,8 +78,10 @@ def facts_from_config(config: dict[str, Any], *, sentence_transformer: bool) -> 
         labels = tuple(str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0])))
     else:  # transformers' default when a config names none
         labels = tuple(f"LABEL_{i}" for i in range(int(config.get("num_labels", 2))))
+    positions = config.get("max_position_embeddings")
     return ModelFacts(architectures=tuple(config.get("architectures") or ()), model_type=str(config["model_type"]),
-                      labels=labels, sentence_transformer=sentence_transformer)
+                      labels=labels, sentence_transformer=sentence_transformer,
+                      max_position_embeddings=int(positions) if isinstance(positions, int) else None)
 
 
 def _heads(facts: ModelFacts) -> set[str]:
