@@ -20,6 +20,7 @@ from loader.format.manifest import Manifest
 from loader.keys import load_trusted_keys
 from loader.verify import verify_bundle
 from tests import models
+from tests.conftest import RunCli
 
 pytest.importorskip("torch")
 
@@ -154,6 +155,7 @@ def test_bundle_verifies_and_fits_the_family(name: str, exported: dict[str, Expo
     assert manifest.provenance["source"] == {"kind": "directory", "directory": str(item.model_dir.resolve())}
     assert manifest.compatibility["graph"]["file_version"] == manifest.provenance["torchscript_file_version"]
     assert 3 <= len(manifest.samples) <= 4
+    assert not [w for w in item.result.warnings if "would refuse" in w], "not deployable on the newest release"
     if manifest.task_type == "fill_mask":  # the cluster refuses fill_mask input without exactly one mask
         mask = vocabulary["vocabulary"][4]
         assert all(s["input"]["text"].count(mask) == 1 for s in manifest.samples)
@@ -304,3 +306,13 @@ def test_check_refuses_a_trace_that_answers_differently(tmp_path: Path) -> None:
     record = check.run_check(loaded=loaded, traced=trace.load_saved(tmp_path / "genuine.pt"), tokenizer=tokenizer,
                              inputs=inputs, task="text_classification", max_length=models.MAX_LEN)
     assert record["passed"] and record["argmax_mismatches"] == 0
+
+
+def test_every_bundle_passes_esbundle_verify(exported: dict[str, Exported], publisher: KeyPair,
+                                             run_cli: RunCli) -> None:
+    for item in exported.values():
+        result = run_cli("verify", item.bundle, "--trusted-key", publisher.public_path)
+        assert result.exit_code == 0, (item.case.name, result.output)
+        assert "content" in result.output
+    inspected = run_cli("inspect", exported["bert-classifier"].bundle, "--trusted-key", publisher.public_path)
+    assert inspected.exit_code == 0, inspected.output

@@ -66,7 +66,15 @@ class STCore(nn.Module):
         self.st_model = st_model
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
-        return self.st_model(dict(inputs))["sentence_embedding"]
+        features: dict[str, Tensor] = dict(inputs)
+        for index, module in enumerate(self.st_model):
+            features = module(features)
+            if index == 0 and "token_embeddings" in features:
+                # CLS pooling finds the first real token with argmax (for left padding), an operation newer
+                # Elasticsearch releases refuse. The cluster pads on the right, so the first token is the CLS:
+                # handing it over directly gives the same vector without argmax in the graph.
+                features["cls_token_embeddings"] = features["token_embeddings"][:, 0]
+        return features["sentence_embedding"]
 
 
 class ClusterInputs4(nn.Module):
