@@ -84,11 +84,11 @@ def export(hub_model_id: str | None, revision: str | None, model_dir: Path | Non
 
 
 def main() -> None:
-    """Run the command alone (`python -m bundler.export.command`), with the same error boundary as esbundle's."""
-    from loader.cli import _Group
+    """`python -m bundler.export.command export ...`: the esbundle CLI (same group, same error boundary), for
+    environments where the console script is not installed."""
+    from bundler.cli import main as esbundle
 
-    group = _Group(commands={"export": export})
-    group(prog_name="esbundle")
+    esbundle()
 
 
 if __name__ == "__main__":
