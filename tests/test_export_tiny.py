@@ -327,3 +327,22 @@ def test_every_bundle_passes_esbundle_verify(exported: dict[str, Exported], publ
         assert "content" in result.output
     inspected = run_cli("inspect", exported["bert-classifier"].bundle, "--trusted-key", publisher.public_path)
     assert inspected.exit_code == 0, inspected.output
+
+
+def test_the_same_model_traces_to_the_same_bytes(exported: dict[str, Exported], publisher: KeyPair,
+                                                 tmp_path: Path) -> None:
+    """Reproducible: a fresh export gives a byte-identical definition (only times and the bundle id differ).
+    Fresh processes, as in real use: within one process TorchScript numbers the classes it compiles."""
+    import subprocess
+    import sys
+
+    model_dir = exported["bert-classifier"].model_dir
+    digests = []
+    for run in ("first", "second"):
+        done = subprocess.run([sys.executable, "-m", "bundler.export.command", "export", "--model-dir", str(model_dir),
+                               "--task-type", "auto", "--signing-key", str(publisher.private_path),
+                               "--out", str(tmp_path / run)], cwd=Path(__file__).resolve().parent.parent,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        digests.append(Manifest.from_bytes((tmp_path / run / "manifest.json").read_bytes()).definition.sha256)
+    assert digests[0] == digests[1]

@@ -1,4 +1,5 @@
-"""Trace the cluster-shaped wrapper to TorchScript, freeze it, save it, and describe the saved archive.
+"""Trace the cluster-shaped wrapper to TorchScript, freeze it, save it, load it back; and measure the memory one
+full-length request takes.
 
 The trace runs on a padded batch of two texts of different lengths, so the padding path is recorded; nothing in
 the graph depends on that length (sizes are read from the inputs at run time), which the check then proves on
@@ -33,8 +34,8 @@ def trace_and_save(module: nn.Module, example: tuple[Tensor, ...], path: Path) -
     operations, state hooks), the same way the loader judges it."""
     module.eval()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
-        # The tracer warns about every Python-level branch on a shape; the check below is what tells whether
-        # one of them baked a constant in, so the warnings are counted, not shown.
+        # The tracer warns about every Python-level branch on a shape; the trace check (check.py) is what tells
+        # whether one of them baked a constant in, so the warnings are counted, not shown.
         warnings.simplefilter("always", torch.jit.TracerWarning)
         try:
             traced = torch.jit.trace(module, example, check_trace=False)
