@@ -15,9 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bundler.export import source as src
+from bundler.export import tasks, tokenization, torch_compat
 from bundler.export.options import ExportOptions, ExportResult, check_options, derive_es_model_id
 from bundler.export.stages import StageLog
 from loader.errors import ModelError, UsageError
+
+# source, tasks, tokenization and torch_compat import nothing heavy at module level (huggingface_hub is imported
+# inside source's download function); wrappers, trace, check and samples import torch and are imported below,
+# inside the functions that need them.
 
 EXTRA_HINT = "install the export extra on a connected machine: pip install 'esbundle[export]'"
 HEAVY = ("torch", "transformers", "huggingface_hub", "sentence_transformers")
@@ -68,16 +74,16 @@ class Plan:
     options: ExportOptions
     log: StageLog
     versions: dict[str, str | None]
-    target: Any  # torch_compat.ClusterTorch | None
-    signing_key: Any
-    source: Any = None  # source.Source
+    target: torch_compat.ClusterTorch | None
+    signing_key: Any  # bundler.keys.SigningKey
+    source: src.Source | None = None
     files: dict[str, str] | None = None
-    layout: Any = None  # tasks.SentenceTransformerLayout | None
+    layout: tasks.SentenceTransformerLayout | None = None
     model_dir: Path | None = None
-    facts: Any = None  # tasks.ModelFacts
+    facts: tasks.ModelFacts | None = None
     task: str = ""
     tokenizer: Any = None  # what the check and samples tokenize with (the cluster's view of the text)
-    family: Any = None  # tokenization.Family
+    family: tokenization.Family | None = None
     vocabulary: dict[str, Any] | None = None
     tok_options: dict[str, Any] | None = None
     max_len: int = 0
@@ -90,7 +96,6 @@ class Plan:
 
 def preflight(options: ExportOptions, log: StageLog) -> Plan:
     """The checks that need neither the model nor torch itself."""
-    from bundler.export import torch_compat
     from bundler.keys import load_signing_key
 
     options = check_options(options)
@@ -110,8 +115,6 @@ def preflight(options: ExportOptions, log: StageLog) -> Plan:
 def resolve(plan: Plan) -> None:
     """Stage 1: the model's small files; task, tokenizer family, vocabulary and max length decided; then the
     weights (hub) and the hash of every file used."""
-    from bundler.export import source as src
-    from bundler.export import tasks, tokenization
     from bundler.export.cluster_inputs import LowercasingTokenizer
     from bundler.export.es_config import max_sequence_length
 
@@ -161,7 +164,7 @@ def run_export(options: ExportOptions, *, log: StageLog | None = None) -> Export
 
 def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
     """Stages 2-5. The definition is written to a temporary file that the writer cuts into parts."""
-    from bundler.export import check, es_config, samples, torch_compat, trace, wrappers
+    from bundler.export import check, es_config, samples, trace, wrappers
     from bundler.export.cluster_inputs import encode
     from bundler.export.tasks import classification_labels, is_pair_task
     from bundler.graph import graph_facts
