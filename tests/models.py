@@ -232,5 +232,15 @@ def unsupported_tokenizer(out: Path) -> Path:
     return out
 
 
+def with_legacy_weights(model_dir: Path, head: str = "AutoModelForSequenceClassification") -> Path:
+    """Replace model.safetensors by a pickled pytorch_model.bin, as older hub repositories have it."""
+    import transformers
+
+    model = getattr(transformers, head).from_pretrained(str(model_dir))
+    (model_dir / "model.safetensors").unlink()
+    torch.save(model.state_dict(), model_dir / "pytorch_model.bin")
+    return model_dir
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))

@@ -35,6 +35,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
     server.add(Repo.from_folder("tiny-org/private-ner", models.bert(
         root / "ner", "AutoModelForTokenClassification", ["O", "B-ORG", "I-ORG"]), token=TOKEN))
     server.add(Repo.from_folder("tiny-org/gpt2-tokenizer", models.unsupported_tokenizer(root / "gpt2")))
+    server.add(Repo.from_folder("tiny-org/legacy-weights", models.with_legacy_weights(
+        models.bert(root / "legacy", labels=["NO", "YES"], seed=12))))
     server.start()
     yield server
     server.stop()
@@ -119,3 +121,13 @@ def test_unsupported_tokenizer_is_refused_before_the_weights(hub: HubServer, hf_
     fetched = {path for _, path, _ in hub.requests if repo.repo_id in path and "/resolve/" in path}
     assert fetched and not any(path.endswith(".safetensors") for path in fetched)
     assert not (tmp_path / "b").exists()
+
+
+def test_legacy_pickled_weights_are_fetched_when_there_are_no_safetensors(
+        hub: HubServer, hf_home: Path, publisher: KeyPair, tmp_path: Path) -> None:
+    repo = hub.repos["tiny-org/legacy-weights"]
+    run = export(hub, hf_home, publisher, tmp_path / "b", "--hub-model-id", repo.repo_id, "--task-type", "auto")
+    assert run.returncode == 0, run.stderr
+    manifest = Manifest.from_bytes((tmp_path / "b" / "manifest.json").read_bytes())
+    assert "pytorch_model.bin" in manifest.provenance["files"]
+    assert manifest.provenance["source"]["commit_sha"] == repo.sha
