@@ -86,8 +86,10 @@ def bert_ja(out: Path, head: str = "AutoModelForMaskedLM", seed: int = 1) -> Pat
     return out
 
 
-def mpnet_sentence_transformer(out: Path, seed: int = 2, dense: int = 16) -> Path:
-    """A sentence-transformers folder: tiny MPNet, mean pooling, a Dense layer and normalisation."""
+def mpnet_sentence_transformer(out: Path, seed: int = 2, dense: int = 16, prompts: dict[str, str] | None = None,
+                               default_prompt_name: str | None = None) -> Path:
+    """A sentence-transformers folder: tiny MPNet, mean pooling, a Dense layer and normalisation (and prompts,
+    as e5-style models declare them)."""
     import transformers
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules
@@ -104,7 +106,8 @@ def mpnet_sentence_transformer(out: Path, seed: int = 2, dense: int = 16) -> Pat
     transformer = modules.Transformer(str(base), max_seq_length=48)
     width = transformer.get_embedding_dimension()
     st = SentenceTransformer(modules=[transformer, modules.Pooling(width, pooling_mode="mean"),
-                                      modules.Dense(width, dense), modules.Normalize()], device="cpu")
+                                      modules.Dense(width, dense), modules.Normalize()], device="cpu",
+                             prompts=prompts, default_prompt_name=default_prompt_name)
     st.save(str(out))
     return out
 

@@ -346,3 +346,24 @@ def test_the_same_model_traces_to_the_same_bytes(exported: dict[str, Exported], 
         assert done.returncode == 0, done.stderr
         digests.append(Manifest.from_bytes((tmp_path / run / "manifest.json").read_bytes()).definition.sha256)
     assert digests[0] == digests[1]
+
+
+def test_prompts_are_left_to_prefix_strings(tmp_path: Path, publisher: KeyPair) -> None:
+    """An e5-style model prepends a default prompt in encode(); the cluster adds prefix_strings instead, so the
+    check compares without the prompt and the export says which prefixes the model expects."""
+    from bundler.export import ExportOptions, run_export
+    from bundler.export.stages import StageLog
+
+    model_dir = models.mpnet_sentence_transformer(tmp_path / "e5", prompts={"query": "query: ", "passage": "passage: "},
+                                                  default_prompt_name="query")
+    log = StageLog(enabled=False)
+    result = run_export(ExportOptions(model_dir=model_dir, task_type="auto", signing_key=publisher.private_path,
+                                      out=tmp_path / "b"), log=log)
+    assert result.trace_check["passed"]
+    assert any("passage='passage: '" in w and "--ingest-prefix" in w for w in result.warnings)
+    prefixed = run_export(ExportOptions(model_dir=model_dir, task_type="auto", signing_key=publisher.private_path,
+                                        out=tmp_path / "b2", ingest_prefix="passage: ", search_prefix="query: "),
+                          log=StageLog(enabled=False))
+    assert not any("prompts" in w for w in prefixed.warnings)
+    config = json.loads((tmp_path / "b2" / "config.json").read_text())
+    assert config["prefix_strings"] == {"ingest": "passage: ", "search": "query: "}

@@ -90,7 +90,8 @@ def reference_outputs(loaded: LoadedModel, tokenizer: Any, task: str, cases: Seq
                       max_length: int) -> list[Tensor]:
     with torch.no_grad():
         if loaded.sentence_transformer:
-            embeddings = loaded.original.encode([c.first for c in cases], convert_to_tensor=True,
+            # prompt="": no default prompt; the cluster adds its own prefix_strings, outside the model.
+            embeddings = loaded.original.encode([c.first for c in cases], prompt="", convert_to_tensor=True,
                                                 show_progress_bar=False)
             return [e.detach().cpu().float() for e in embeddings]
         answers = []

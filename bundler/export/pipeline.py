@@ -178,6 +178,11 @@ def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
                 log.warn("no sentence-transformers configuration: the embedding is the mean of the token "
                          "states, as SentenceTransformer builds it for a plain transformers model")
             loaded = wrappers.load_sentence_transformer(plan.source.path, arity, plan.max_len)
+            prompts = {k: v for k, v in (getattr(loaded.original, "prompts", None) or {}).items() if v}
+            if prompts and not (options.ingest_prefix or options.search_prefix):
+                log.warn("the model defines prompts " + ", ".join(f"{k}={v!r}" for k, v in sorted(prompts.items()))
+                         + ": Elasticsearch adds them only as prefix_strings; pass --ingest-prefix and "
+                         "--search-prefix with the ones the model expects")
         else:
             loaded = wrappers.load_hf_model(plan.model_dir, task, plan.facts.architectures, arity)
         deployment_bytes = loaded.state_bytes()
