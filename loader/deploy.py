@@ -100,20 +100,38 @@ def _compare(task: str, expected: Mapping[str, Any], result: Mapping[str, Any]) 
                           f"values, norm {norm:.6f} vs {expected['norm']:.6f} (tolerance {atol})"
         return True, f"{len(vector)} dims, max |diff| {worst:.1e}, norm {norm:.4f}"
     if "predicted_value" in expected:
-        got = result.get("predicted_value")
-        if got != expected["predicted_value"]:
-            return False, f"label {got!r}, expected {expected['predicted_value']!r}"
+        got, want = result.get("predicted_value"), expected["predicted_value"]
+        if isinstance(want, (int, float)) and not isinstance(want, bool):
+            # text_similarity answers a score, not a label.
+            if not isinstance(got, (int, float)) or abs(got - want) > atol:
+                return False, f"score {got!r}, expected {want!r} (tolerance {atol})"
+            return True, f"score {got:.4f}"
+        if got != want:
+            return False, f"label {got!r}, expected {want!r}"
         return True, f"label {got!r}"
     return ("inference_results" not in result and "error" not in result), f"{task}: answered"
+
+
+def _task_update(task: str, given: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Pair tasks take their second input in the request's inference_config, as Elasticsearch expects."""
+    if task == "text_similarity" and "text_pair" in given:
+        return {"text_similarity": {"text": given["text_pair"]}}
+    if task == "question_answering" and "text_pair" in given:
+        return {"question_answering": {"question": given["text_pair"]}}
+    if task == "zero_shot_classification" and "labels" in given:
+        return {"zero_shot_classification": {"labels": list(given["labels"])}}
+    return None
 
 
 def smoke_test(cluster: Cluster, model_id: str, task: str, field_name: str,
                samples: Sequence[Mapping[str, Any]]) -> list[SampleOutcome]:
     outcomes = []
     for sample in samples:
-        text = sample.get("input", {}).get("text", "")
-        response = cluster.call(f"run inference on [{model_id}]", lambda c, t=text: c.ml.infer_trained_model(
-            model_id=model_id, docs=[{field_name: t}], timeout="60s"))
+        given = sample.get("input", {})
+        text = given.get("text", "")
+        update = _task_update(task, given)
+        response = cluster.call(f"run inference on [{model_id}]", lambda c, t=text, u=update: c.ml.infer_trained_model(
+            model_id=model_id, docs=[{field_name: t}], timeout="60s", **({"inference_config": u} if u else {})))
         results = response.get("inference_results") or [{}]
         ok, detail = _compare(task, sample.get("expected", {}), results[0])
         outcomes.append(SampleOutcome(text, ok, detail))
