@@ -54,9 +54,13 @@ def _read_json(path: Path, what: str) -> Any:
               help="Days until the bundle expires (0: never).")
 @click.option("--part-size", default=str(layout.DEFAULT_PART_SIZE), type=SIZE, show_default=True,
               help="Raw bytes per definition part (e.g. 1M).")
+@click.option("--target-es-version", metavar="V", help="Refuse a model this Elasticsearch release would not deploy.")
+@click.option("--allow-unsupported-ops", is_flag=True,
+              help="Write the bundle even if the target release would refuse its graph (recorded).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def pack(definition: Path, config_path: Path, vocab_path: Path, signing_key: Path, out: Path, es_model_id: str | None,
-         bundle_version: int, expires_in: int, part_size: int, as_json: bool) -> None:
+         bundle_version: int, expires_in: int, part_size: int, target_es_version: str | None,
+         allow_unsupported_ops: bool, as_json: bool) -> None:
     """Pack a TorchScript model traced elsewhere into a signed bundle (bring your own model)."""
     from bundler.writer import write_bundle
 
@@ -69,10 +73,14 @@ def pack(definition: Path, config_path: Path, vocab_path: Path, signing_key: Pat
     if os.path.lexists(out):
         raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
     key = load_signing_key(signing_key)
+    compatibility = _graph_record(definition, target_es_version, allow_unsupported_ops)
     manifest = write_bundle(out, definition=definition, config=config, vocabulary=vocabulary, signing_key=key,
                             model_id=model_id, task_type=task_type, bundle_version=bundle_version,
                             expires_in_days=expires_in or None, part_size=part_size,
-                            provenance={"source": {"kind": "pack", "definition": definition.name}})
+                            provenance={"source": {"kind": "pack", "definition": definition.name},
+                                        "torchscript_file_version": compatibility.get("graph", {}).get(
+                                            "file_version")},
+                            compatibility=compatibility)
     summary = {"bundle": str(out), "bundle_id": manifest.bundle_id, "model_id": manifest.model_id,
                "task_type": manifest.task_type, "parts": manifest.definition.part_count,
                "definition_bytes": manifest.definition.total_length, "signer_key_id": manifest.signer_key_id}
@@ -81,6 +89,38 @@ def pack(definition: Path, config_path: Path, vocab_path: Path, signing_key: Pat
     else:
         click.echo(f"wrote {out}: {manifest.model_id} ({manifest.task_type}), {manifest.definition.part_count} parts, "
                    f"bundle {manifest.bundle_id}, signed by {manifest.signer_key_id[:16]}")
+
+
+def _graph_record(definition: Path, target: str | None, allow_unsupported: bool) -> dict[str, Any]:
+    """Measure the archive as the cluster will (needs torch); judge it against the target release."""
+    from loader.compat import parse_version
+
+    try:
+        target_version = parse_version(target) if target else None
+    except ValueError as exc:
+        raise UsageError(f"--target-es-version: {exc}") from None
+    try:
+        from bundler.graph import graph_facts, judge
+
+        facts = graph_facts(definition)
+    except ModuleNotFoundError:
+        if target:
+            raise UsageError("--target-es-version needs torch to read the model's graph",
+                             hint="pip install torch (the version the cluster runs), or leave out the target") from None
+        click.echo("warning: torch is not installed: the graph was not measured, and the loader cannot check it "
+                   "against the cluster before uploading", err=True)
+        return {}
+    except ModelError as exc:
+        if target:
+            raise
+        click.echo(f"warning: {exc.message}: the graph was not measured", err=True)
+        return {}
+    record, notes, warnings = judge(facts, target_version, allow_unsupported)
+    for text in warnings:
+        click.echo(f"warning: {text}", err=True)
+    for text in notes:
+        click.echo(text, err=True)
+    return record
 
 
 def _register_export() -> None:

@@ -9,8 +9,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from loader.deployability import GraphFacts
-from loader.errors import ModelError
+from loader.compat import Version, version_text
+from loader.deployability import GraphFacts, accepting_ranges, known_versions, refusal
+from loader.errors import ModelError, PolicyError
 
 _HOOKS = (b"__setstate__", b"__getstate__")
 
@@ -62,3 +63,31 @@ def graph_facts(path: Path) -> GraphFacts:
     top = {node.kind() for node in module.forward.graph.nodes()} if hasattr(module, "forward") else set()
     return GraphFacts(file_version=file_version(path), operations=frozenset(operations),
                       forward_top_level=frozenset(top), state_hooks=has_state_hooks(path), node_count=nodes)
+
+
+def judge(facts: GraphFacts, target: Version | None,
+          allow_unsupported: bool) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Decide, before a bundle is written, whether the target release would deploy it.
+
+    Returns the manifest's record (facts, the release ranges that would deploy it, any override), notes and
+    warnings to show. A refusal by the target stops the export unless `allow_unsupported` (recorded).
+    """
+    ranges = accepting_ranges(facts)
+    record: dict[str, Any] = {"graph": facts.to_json(), "deploys_on": ranges, "allow_unsupported_ops": False}
+    notes = [f"{len(facts.operations)} operations; releases that would deploy it: {', '.join(ranges) or 'none known'}"]
+    warnings: list[str] = []
+    if target is None:
+        newest = known_versions()[-1]
+        reason = refusal(newest, facts)
+        if reason:
+            warnings.append(f"Elasticsearch {version_text(newest)} would refuse to deploy this model: {reason}")
+        return record, notes, warnings
+    reason = refusal(target, facts)
+    if reason:
+        text = f"Elasticsearch {version_text(target)} would refuse to deploy this model: {reason}"
+        if not allow_unsupported:
+            raise PolicyError(text, hint=f"releases that would deploy it: {', '.join(ranges) or 'none known'}; "
+                              "pass --allow-unsupported-ops to write the bundle anyway (recorded in the manifest)")
+        record.update(allow_unsupported_ops=True, predicted_refusal=reason)
+        warnings.append(f"--allow-unsupported-ops: {text}")
+    return record, notes, warnings

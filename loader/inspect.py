@@ -67,6 +67,7 @@ def render(info: Mapping[str, Any]) -> str:
     ]
     compatibility = dict(info["compatibility"])
     graph = compatibility.pop("graph", None)
+    compatibility.pop("deploys_on", None)  # recomputed below from the facts, with this release's data
     for key, value in sorted(compatibility.items()):
         rows.append((key.replace("_", " "), value))
     if isinstance(graph, dict):

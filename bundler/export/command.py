@@ -42,6 +42,8 @@ def _expires(value: str) -> int | None:
 @click.option("--search-prefix", metavar="S", help="Text the cluster prepends at search (e.g. 'query: ').")
 @click.option("--target-es-version", metavar="V", help="Elasticsearch version the bundle is for (checks PyTorch).")
 @click.option("--allow-newer-torch", is_flag=True, help="Export even if torch is newer than the target's libtorch.")
+@click.option("--allow-unsupported-ops", is_flag=True,
+              help="Write the bundle even if the target release would refuse its graph (recorded).")
 @click.option("--part-size", type=SIZE, default=str(DEFAULT_PART_SIZE), show_default=True,
               help="Raw bytes per definition part (e.g. 1M, 512K).")
 @click.option("--bundle-version", type=int, default=1, show_default=True, help="Raise for each new bundle of a model.")
@@ -51,8 +53,8 @@ def _expires(value: str) -> int | None:
 def export(hub_model_id: str | None, revision: str | None, model_dir: Path | None, task_type: str,
            signing_key: Path, out: Path, es_model_id: str | None, quantize: bool,
            max_model_input_length: int | None, ingest_prefix: str | None, search_prefix: str | None,
-           target_es_version: str | None, allow_newer_torch: bool, part_size: int, bundle_version: int,
-           expires_in: str, as_json: bool) -> None:
+           target_es_version: str | None, allow_newer_torch: bool, allow_unsupported_ops: bool, part_size: int,
+           bundle_version: int, expires_in: str, as_json: bool) -> None:
     """Trace a Hugging Face model for Elasticsearch, check it, and write a signed bundle (connected side)."""
     from bundler.export.pipeline import EXTRA_HINT, run_export
     from loader.errors import UsageError
@@ -65,7 +67,8 @@ def export(hub_model_id: str | None, revision: str | None, model_dir: Path | Non
         hub_model_id=hub_model_id, revision=revision, model_dir=model_dir, task_type=task_type,
         signing_key=signing_key, out=out, es_model_id=es_model_id, quantize=quantize,
         max_model_input_length=max_model_input_length, ingest_prefix=ingest_prefix, search_prefix=search_prefix,
-        target_es_version=target_es_version, allow_newer_torch=allow_newer_torch, part_size=part_size,
+        target_es_version=target_es_version, allow_newer_torch=allow_newer_torch,
+        allow_unsupported_ops=allow_unsupported_ops, part_size=part_size,
         bundle_version=bundle_version, expires_in_days=expires_in_days)
     try:
         result = run_export(options)

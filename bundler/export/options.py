@@ -36,6 +36,7 @@ class ExportOptions:
     search_prefix: str | None = None
     target_es_version: str | None = None
     allow_newer_torch: bool = False
+    allow_unsupported_ops: bool = False
     part_size: int = DEFAULT_PART_SIZE
     bundle_version: int = 1
     expires_in_days: int | None = DEFAULT_EXPIRES_IN_DAYS

@@ -167,7 +167,7 @@ def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
     from bundler.export import check, es_config, samples, trace, wrappers
     from bundler.export.cluster_inputs import encode
     from bundler.export.tasks import classification_labels, is_pair_task
-    from bundler.graph import graph_facts
+    from bundler.graph import graph_facts, judge
     from bundler.writer import write_bundle
 
     options, log, task, family, tokenizer = plan.options, plan.log, plan.task, plan.family, plan.tokenizer
@@ -193,7 +193,11 @@ def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
         example = encode(tokenizer, family.inputs, trace.TRACE_TEXTS, pairs, max_length=plan.max_len, task=task)
         info = trace.trace_and_save(module, example.args, definition)
         graph = graph_facts(definition)
-        for warning in torch_compat.check_graph(graph, plan.target):
+        graph_record, notes, warnings_ = judge(graph, plan.target.es_version if plan.target else None,
+                                               options.allow_unsupported_ops)
+        for note in notes:
+            log.say(f"  {note}")
+        for warning in warnings_:
             log.warn(warning)
         if options.quantize:  # packed int8 weights are not parameters: the archive is the better measure
             deployment_bytes = definition.stat().st_size
@@ -226,6 +230,7 @@ def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
         compatibility = torch_compat.compatibility_record(
             torch_text=plan.torch_version, graph=graph, target=plan.target, allow_newer=options.allow_newer_torch,
             features=es_config.features_used(config))
+        compatibility.update(graph_record)
         provenance = {"source": plan.source.describe(), "files": plan.files,
                       "libraries": {k: v for k, v in plan.versions.items() if v},
                       "torchscript_file_version": graph.file_version, "quantized": options.quantize,

@@ -21,7 +21,7 @@ from loader.compat import (
     torch_version,
     version_text,
 )
-from loader.deployability import GraphFacts, accepting_ranges, refusal
+from loader.deployability import GraphFacts
 from loader.errors import PolicyError, UsageError
 
 # Config features and the release that introduced them (older clusters refuse the field).
@@ -92,24 +92,6 @@ def check_torch(torch_text: str, target: ClusterTorch | None, allow_newer: bool)
         warnings.append(f"--allow-newer-torch: tracing with torch {version_text(ours)} for Elasticsearch "
                         f"{target.text}, which runs libtorch {target.libtorch}")
     return warnings
-
-
-def check_graph(graph: GraphFacts, target: ClusterTorch | None) -> list[str]:
-    """Refuse what the target release's native process would refuse (file version, state hooks, operations),
-    in its own words; without a target, warn when the newest known release would refuse it."""
-    if target is not None:
-        reason = refusal(target.es_version, graph)
-        if reason:
-            ranges = ", ".join(accepting_ranges(graph)) or "none known"
-            raise PolicyError(f"Elasticsearch {target.text} would refuse to deploy this model: {reason}",
-                              hint=f"releases that would deploy it: {ranges}")
-        return []
-    newest, _ = newest_release()
-    reason = refusal(newest, graph)
-    if reason:
-        return [f"Elasticsearch {version_text(newest)} would refuse to deploy this model ({reason}); releases that "
-                f"would: {', '.join(accepting_ranges(graph)) or 'none known'}"]
-    return []
 
 
 def min_es_version(torch_text: str, file_version: int | None, features: set[str]) -> tuple[str, str]:
