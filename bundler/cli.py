@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from bundler.keys import generate_keypair, load_signing_key, read_passphrase
+from bundler.media import media_options, prepared_media
 from loader.cli import cli
 from loader.errors import ModelError, UsageError
 from loader.format import layout
@@ -57,10 +58,11 @@ def _read_json(path: Path, what: str) -> Any:
 @click.option("--target-es-version", metavar="V", help="Refuse a model this Elasticsearch release would not deploy.")
 @click.option("--allow-unsupported-ops", is_flag=True,
               help="Write the bundle even if the target release would refuse its graph (recorded).")
+@media_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def pack(definition: Path, config_path: Path, vocab_path: Path, signing_key: Path, out: Path, es_model_id: str | None,
          bundle_version: int, expires_in: int, part_size: int, target_es_version: str | None,
-         allow_unsupported_ops: bool, as_json: bool) -> None:
+         allow_unsupported_ops: bool, as_json: bool, **travel: Any) -> None:
     """Pack a TorchScript model traced elsewhere into a signed bundle (bring your own model)."""
     from bundler.writer import write_bundle
 
@@ -74,21 +76,24 @@ def pack(definition: Path, config_path: Path, vocab_path: Path, signing_key: Pat
         raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
     key = load_signing_key(signing_key)
     compatibility = _graph_record(definition, target_es_version, allow_unsupported_ops)
-    manifest = write_bundle(out, definition=definition, config=config, vocabulary=vocabulary, signing_key=key,
-                            model_id=model_id, task_type=task_type, bundle_version=bundle_version,
-                            expires_in_days=expires_in or None, part_size=part_size,
-                            provenance={"source": {"kind": "pack", "definition": definition.name},
-                                        "torchscript_file_version": compatibility.get("graph", {}).get(
-                                            "file_version")},
-                            compatibility=compatibility)
+    with prepared_media(**travel) as media:
+        manifest = write_bundle(out, definition=definition, config=config, vocabulary=vocabulary, signing_key=key,
+                                model_id=model_id, task_type=task_type, bundle_version=bundle_version,
+                                expires_in_days=expires_in or None, part_size=part_size,
+                                provenance={"source": {"kind": "pack", "definition": definition.name},
+                                            "torchscript_file_version": compatibility.get("graph", {}).get(
+                                                "file_version")},
+                                compatibility=compatibility, media=media)
     summary = {"bundle": str(out), "bundle_id": manifest.bundle_id, "model_id": manifest.model_id,
+               "volumes": manifest.volumes,
                "task_type": manifest.task_type, "parts": manifest.definition.part_count,
                "definition_bytes": manifest.definition.total_length, "signer_key_id": manifest.signer_key_id}
     if as_json:
         click.echo(json.dumps(summary))
     else:
         click.echo(f"wrote {out}: {manifest.model_id} ({manifest.task_type}), {manifest.definition.part_count} parts, "
-                   f"bundle {manifest.bundle_id}, signed by {manifest.signer_key_id[:16]}")
+                   + (f"{manifest.volumes} volumes, " if manifest.volumes else "")
+                   + f"bundle {manifest.bundle_id}, signed by {manifest.signer_key_id[:16]}")
 
 
 def _graph_record(definition: Path, target: str | None, allow_unsupported: bool) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Ed25519 signatures are deterministic, JSON is canonical).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from bundler import volumes
 from bundler.keys import SigningKey
 from bundler.sign import sign_manifest
 from loader import __version__, settings
@@ -127,12 +129,24 @@ def check_inputs(*, definition: Path, config: Mapping[str, Any], vocabulary: Map
         raise ModelError("the model's files would be refused by Elasticsearch:\n  " + "\n  ".join(problems))
 
 
+@dataclass(frozen=True)
+class Media:
+    """How the bundle travels: cut into volumes of at most `volume_size` bytes, on a filesystem whose file size
+    limit must be respected, with the offline tool's wheelhouse (`extra_files`: bundle path -> source file)."""
+
+    volume_size: int | None = None
+    filesystem: str | None = None
+    extra_files: Sequence[tuple[str, Path]] = ()
+
+
 def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any],
                  signing_key: SigningKey, model_id: str, task_type: str, bundle_version: int = 1,
                  expires_in_days: int | None = 365, part_size: int = layout.DEFAULT_PART_SIZE,
                  provenance: Mapping[str, Any] | None = None, samples: Sequence[Mapping[str, Any]] = (),
-                 compatibility: Mapping[str, Any] | None = None, created_at: datetime | None = None) -> Manifest:
+                 compatibility: Mapping[str, Any] | None = None, created_at: datetime | None = None,
+                 media: Media | None = None) -> Manifest:
     """Write a signed bundle at `out` (which must not exist) and return its manifest."""
+    media = media or Media()
     if os.path.lexists(out):
         raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
     check_inputs(definition=definition, config=config, vocabulary=vocabulary, model_id=model_id,
@@ -147,6 +161,7 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
         config_bytes = (json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         others = [_pack(layout.CONFIG, layout.ROLE_CONFIG, config_bytes, False),
                   _pack(layout.VOCABULARY, layout.ROLE_VOCABULARY, canonical_bytes(vocabulary), True)]
+        others += [_pack(path, layout.ROLE_LOADER, source.read_bytes(), False) for path, source in media.extra_files]
         for stored in others:
             _write_file(tmp, stored.entry.path, stored.data)
         files = tuple(parts + [s.entry for s in others])
@@ -163,11 +178,23 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
             files=files, tools={"esbundle": __version__, "format": SCHEMA_V1},
             provenance=dict(provenance or {}), samples=tuple(samples), compatibility=dict(compatibility or {}),
         )
+        too_big = volumes.filesystem_problems(manifest.files, media.filesystem)
+        if too_big:
+            raise UsageError("files too large for the target filesystem:\n  " + "\n  ".join(too_big),
+                             hint="use a smaller --part-size, or a filesystem such as exfat")
+        if media.volume_size:
+            placed, count = volumes.assign(manifest.files, media.volume_size, volumes.overhead(manifest))
+            manifest = dataclasses.replace(manifest, files=tuple(placed), volumes=count)
         manifest_bytes = manifest.to_bytes()
-        _write_file(tmp, layout.MANIFEST, manifest_bytes)
-        _write_file(tmp, layout.ENVELOPE, sign_manifest(manifest_bytes, signing_key))
+        envelope_bytes = sign_manifest(manifest_bytes, signing_key)
+        if media.volume_size:
+            roots: list[Path] = volumes.lay_out(tmp, manifest, manifest_bytes, envelope_bytes)
+        else:
+            _write_file(tmp, layout.MANIFEST, manifest_bytes)
+            _write_file(tmp, layout.ENVELOPE, envelope_bytes)
+            roots = [tmp]
         # Prove the bundle with the offline side's own verifier before it is allowed to exist.
-        verify_bundle(tmp, {signing_key.key_id: signing_key.private_key.public_key()}, now=created, progress=False)
+        verify_bundle(roots, {signing_key.key_id: signing_key.private_key.public_key()}, now=created, progress=False)
         os.rename(tmp, out)
         _fsync_dir(out.parent)
     except BaseException:

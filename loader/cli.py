@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from loader import __version__, settings
-from loader.errors import EXIT_CODES, EsbundleError, SignatureError
+from loader.errors import EXIT_CODES, EsbundleError, IncompleteError, SignatureError
 from loader.inspect import describe, render
 from loader.keys import load_trusted_keys
 from loader.verify import Check, verify_bundle
@@ -65,11 +65,14 @@ def trusted_keys_from(flag_values: tuple[Path, ...], *, required: bool) -> dict[
 
 
 @cli.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", nargs=-1, required=True, type=click.Path(path_type=Path))
 @trusted_key_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
-def verify(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None:
-    """Check a bundle's signature and every byte, offline. Nothing is uploaded."""
+def verify(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], as_json: bool) -> None:
+    """Check a bundle's signature and every byte, offline. Nothing is uploaded.
+
+    BUNDLE is a bundle directory, or any of its volumes (vol001, ...) as they arrive: each given volume is checked
+    and the missing ones are listed (exit code 8 when everything given is correct but volumes are missing)."""
     def line(check: Check) -> None:
         if not as_json:
             click.echo(f"ok    {check.name:<10} {check.detail}")
@@ -78,7 +81,9 @@ def verify(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None:
         verified = verify_bundle(bundle, trusted_keys_from(trusted_keys, required=True), on_check=line,
                                  progress=False if as_json else None)
     except EsbundleError as exc:
-        exc.message = f"{bundle}: {exc.message}. Bundle REJECTED; nothing was uploaded"
+        where = ", ".join(map(str, bundle))
+        exc.message = (f"{where}: {exc.message}" + (". Bundle REJECTED; nothing was uploaded"
+                                                     if not isinstance(exc, IncompleteError) else ""))
         if as_json:
             click.echo(json.dumps({"verified": False, "exit_code": exc.exit_code, "error": exc.message,
                                    "problems": [str(p) for p in exc.problems]}))

@@ -66,7 +66,7 @@ def build_connection(urls: tuple[str, ...], cloud_id: str | None, username: str 
 
 
 @cli.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", nargs=-1, required=True, type=click.Path(path_type=Path))
 @trusted_key_option
 @connection_options
 @click.option("--es-model-id", help="Model id in the cluster (default: the bundle's).")
@@ -83,17 +83,19 @@ def build_connection(urls: tuple[str, ...], cloud_id: str | None, username: str 
               "(default: on with --start).")
 @click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="Parts in flight.")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON only.")
-def load(bundle: Path, trusted_keys: tuple[Path, ...], es_model_id: str | None, replace: bool, allow_downgrade: bool,
-         force: bool, dry_run: bool, start_: bool, wait_for: str, allocations: int | None, threads: int | None,
-         priority: str | None, smoke_test: bool | None, concurrency: int, as_json: bool, **conn: Any) -> None:
-    """Verify BUNDLE offline, check the cluster, upload exactly the verified bytes, optionally deploy."""
+def load(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], es_model_id: str | None, replace: bool,
+         allow_downgrade: bool, force: bool, dry_run: bool, start_: bool, wait_for: str, allocations: int | None,
+         threads: int | None, priority: str | None, smoke_test: bool | None, concurrency: int, as_json: bool, **conn: Any) -> None:
+    """Verify BUNDLE offline, check the cluster, upload exactly the verified bytes, optionally deploy.
+
+    BUNDLE is a bundle directory or all of its volumes (vol001, vol002, ...)."""
     if threads and threads & (threads - 1):
         raise UsageError(f"--threads {threads}: must be a power of 2")
     if priority == "low" and (allocations or 1) != 1:
         raise UsageError("--priority low needs --allocations 1")
     connection = build_connection(**conn, concurrency=concurrency)
     options = LoadOptions(
-        bundle=bundle, trusted=trusted_keys_from(trusted_keys, required=True), connection=connection,
+        bundle=list(bundle), trusted=trusted_keys_from(trusted_keys, required=True), connection=connection,
         model_id=es_model_id, overrides=Overrides(replace=replace, allow_downgrade=allow_downgrade, force=force),
         dry_run=dry_run, smoke_test=smoke_test, progress=False if as_json else None,
         start=StartOptions(wait_for=wait_for, allocations=allocations, threads=threads, priority=priority,

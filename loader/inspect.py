@@ -15,14 +15,15 @@ from loader.errors import LayoutError
 from loader.format import layout
 from loader.format.manifest import Manifest
 from loader.verify import authenticate, read_capped
+from loader.volumes import locate
 
 
 def describe(root: Path, trusted: Mapping[str, Ed25519PublicKey] | None) -> dict[str, Any]:
     if trusted:
-        manifest, manifest_bytes, signer = authenticate(root, trusted)
+        manifest, _, signer, _ = authenticate(locate(root).primary, trusted)
         signature = f"checked: valid, signed by trusted key {signer}"
     else:
-        manifest_bytes = read_capped(root / layout.MANIFEST, layout.MAX_MANIFEST_BYTES,
+        manifest_bytes = read_capped(locate(root).primary / layout.MANIFEST, layout.MAX_MANIFEST_BYTES,
                                      LayoutError(f"{layout.MANIFEST}: missing"))
         manifest = Manifest.from_bytes(manifest_bytes)
         signature = "NOT checked (no trusted key given); nothing below is authenticated"

@@ -5,7 +5,7 @@ Nothing is sent before the bundle passed every offline check and the cluster pas
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ Echo = Callable[[str], None]
 
 @dataclass(frozen=True)
 class LoadOptions:
-    bundle: Path
+    bundle: Sequence[Path]
     trusted: Mapping[str, Ed25519PublicKey]
     connection: Connection
     model_id: str | None = None
@@ -112,7 +112,8 @@ def _smoke(cluster: Cluster, verified: Any, model_id: str, echo: Echo) -> list[S
     if not manifest.samples:
         echo("note  no samples recorded in the bundle: smoke test skipped")
         return []
-    config = strict_loads(read_verified(verified.root, manifest.file(layout.ROLE_CONFIG)))
+    entry = manifest.file(layout.ROLE_CONFIG)
+    config = strict_loads(read_verified(verified.root_of(entry), entry))
     field_name = config["input"]["field_names"][0]
     outcomes = smoke_test(cluster, model_id, manifest.task_type, field_name, manifest.samples)
     for outcome in outcomes:

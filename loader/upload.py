@@ -63,7 +63,8 @@ def _already_exists(exc: Exception) -> bool:
 
 
 def put_config(cluster: Cluster, verified: Verified, model_id: str) -> None:
-    config = dict(strict_loads(read_verified(verified.root, _entry(verified, layout.ROLE_CONFIG))))
+    entry = _entry(verified, layout.ROLE_CONFIG)
+    config = dict(strict_loads(read_verified(verified.root_of(entry), entry)))
     config["metadata"] = {**(config.get("metadata") or {}), METADATA_KEY: bundle_metadata(verified)}
     cluster.call(f"create model [{model_id}]", lambda c: c.ml.put_trained_model(model_id=model_id, **config))
 
@@ -72,7 +73,8 @@ def put_vocabulary(cluster: Cluster, verified: Verified, model_id: str) -> bool:
     """True when sent, False when the cluster already held it (resume of this very bundle)."""
     from elasticsearch import BadRequestError
 
-    vocabulary = strict_loads(read_verified(verified.root, _entry(verified, layout.ROLE_VOCABULARY)))
+    entry = _entry(verified, layout.ROLE_VOCABULARY)
+    vocabulary = strict_loads(read_verified(verified.root_of(entry), entry))
     try:
         cluster.call(f"upload the vocabulary of [{model_id}]",
                      lambda c: c.ml.put_trained_model_vocabulary(model_id=model_id, **vocabulary),
@@ -101,7 +103,7 @@ class PartUploader:
         from elasticsearch import BadRequestError
 
         assert entry.part is not None
-        raw = read_verified(self.verified.root, entry)  # raises before anything of a changed part is sent
+        raw = read_verified(self.verified.root_of(entry), entry)  # raises before anything of a changed part is sent
         body = part_body(raw, self.definition.total_length, self.definition.part_count)
         del raw
         path = f"/_ml/trained_models/{quote(self.model_id)}/definition/{entry.part}"

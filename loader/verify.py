@@ -10,7 +10,7 @@ import hashlib
 import math
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,11 +19,19 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader.content import check_file, open_regular, read_verified
-from loader.errors import EsbundleError, IntegrityError, LayoutError, PolicyError, Problem, SignatureError
+from loader.errors import (
+    EsbundleError,
+    IncompleteError,
+    IntegrityError,
+    LayoutError,
+    PolicyError,
+    Problem,
+    SignatureError,
+)
 from loader.format import layout
 from loader.format.canonical import JsonProblem, strict_loads
 from loader.format.dsse import Envelope, verify_envelope
-from loader.format.manifest import PAYLOAD_TYPE, Manifest, parse_time
+from loader.format.manifest import PAYLOAD_TYPE, FileEntry, Manifest, parse_time
 from loader.format.model_config import (
     TASK_TYPES,
     config_problems,
@@ -32,6 +40,7 @@ from loader.format.model_config import (
     vocabulary_problems,
 )
 from loader.progress import Progress
+from loader.volumes import Media, agreement_problems, listed_on, locate
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class Check:
 class Verified:
     """A bundle that passed every check; what the loader may upload."""
 
-    root: Path
+    media: Media
     manifest: Manifest
     manifest_bytes: bytes
     signer_key_id: str
@@ -53,6 +62,13 @@ class Verified:
     @property
     def manifest_sha256(self) -> str:
         return hashlib.sha256(self.manifest_bytes).hexdigest()
+
+    @property
+    def root(self) -> Path:
+        return self.media.primary
+
+    def root_of(self, entry: FileEntry) -> Path:
+        return self.media.root_of(entry)
 
 
 OnCheck = Callable[[Check], None]
@@ -68,8 +84,9 @@ def read_capped(path: Path, cap: int, missing: EsbundleError) -> bytes:
     return data
 
 
-def authenticate(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, bytes, str]:
-    """Steps 1-3: read envelope and manifest with caps, check the signature, parse strictly."""
+def authenticate(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, bytes, str, bytes]:
+    """Steps 1-3: read envelope and manifest with caps, check the signature, parse strictly.
+    Returns the manifest, its exact bytes, the signer's key id and the envelope's bytes."""
     envelope_bytes = read_capped(root / layout.ENVELOPE, layout.MAX_ENVELOPE_BYTES, SignatureError(
         f"{layout.ENVELOPE}: missing: the bundle is not signed", hint="only signed bundles are accepted"))
     envelope = Envelope.from_bytes(envelope_bytes)
@@ -82,7 +99,7 @@ def authenticate(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[M
     if manifest.signer_key_id != signer:
         raise SignatureError(f"{layout.MANIFEST}: names signer {manifest.signer_key_id[:16]} but was signed by "
                              f"{signer[:16]}")
-    return manifest, manifest_bytes, signer
+    return manifest, manifest_bytes, signer, envelope_bytes
 
 
 def expiry_problem(manifest: Manifest, now: datetime) -> str | None:
@@ -118,6 +135,7 @@ def structure_problems(manifest: Manifest) -> list[Problem]:
                                 f"{d.total_length} in parts of {d.part_size}"))
     problems += [Problem(e.path, "part size", f"{e.size} bytes, every part but the last must be {d.part_size}")
                  for e in parts[:-1] if e.size != d.part_size]
+    problems += _volume_problems(manifest)
     if manifest.task_type not in TASK_TYPES:
         problems.append(Problem(layout.MANIFEST, "task type", f"unknown task type {manifest.task_type!r}"))
     why = model_id_problem(manifest.model_id)
@@ -126,9 +144,22 @@ def structure_problems(manifest: Manifest) -> list[Problem]:
     return problems
 
 
-def file_set_problems(root: Path, manifest: Manifest) -> list[Problem]:
+def _volume_problems(manifest: Manifest) -> list[Problem]:
+    if manifest.volumes is None:
+        return [Problem(e.path, "volume", "names a volume in a single-directory bundle") for e in manifest.files
+                if e.volume is not None]
+    if not 1 <= manifest.volumes <= layout.MAX_VOLUMES:
+        return [Problem(layout.MANIFEST, "volumes", f"{manifest.volumes} volumes is outside 1..{layout.MAX_VOLUMES}")]
+    problems = [Problem(e.path, "volume", f"volume {e.volume} is not one of 1..{manifest.volumes}")
+                for e in manifest.files if e.volume is None or not 1 <= e.volume <= manifest.volumes]
+    problems += [Problem(e.path, "volume", "must be on the first volume") for e in manifest.files
+                 if e.role != layout.ROLE_DEFINITION_PART and e.volume != 1]
+    return problems
+
+
+def file_set_problems(root: Path, manifest: Manifest, volume: int | None = None) -> list[Problem]:
     """Step 6: what is on the medium equals what the manifest lists; no links, devices or pipes anywhere."""
-    listed = {e.path for e in manifest.files} | {layout.MANIFEST, layout.ENVELOPE}
+    listed = set(listed_on(manifest, volume))
     dirs = {str(Path(p).parent.as_posix()) for p in listed} - {"."}
     problems: list[Problem] = []
     found: set[str] = set()
@@ -137,68 +168,76 @@ def file_set_problems(root: Path, manifest: Manifest) -> list[Problem]:
         for name in dirnames + filenames:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             mode = os.lstat(os.path.join(dirpath, name)).st_mode
+            rel_shown = f"{layout.volume_dir(volume)}/{rel}" if volume else rel
             if stat.S_ISLNK(mode):
-                problems.append(Problem(rel, "file type", "is a symbolic link; bundles hold regular files only"))
+                problems.append(Problem(rel_shown, "file type", "is a symbolic link; bundles hold regular files only"))
             elif stat.S_ISDIR(mode):
                 if rel not in dirs:
-                    problems.append(Problem(rel, "file set", "extra directory not listed in the manifest"))
+                    problems.append(Problem(rel_shown, "file set", "extra directory not listed in the manifest"))
             elif not stat.S_ISREG(mode):
-                problems.append(Problem(rel, "file type", "is a special file (device, pipe or socket)"))
+                problems.append(Problem(rel_shown, "file type", "is a special file (device, pipe or socket)"))
             elif rel not in listed:
-                problems.append(Problem(rel, "file set", "extra file not listed in the manifest"))
+                problems.append(Problem(rel_shown, "file set", "extra file not listed in the manifest"))
             else:
                 found.add(rel)
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
     linked = {p.path for p in problems}
-    problems += [Problem(p, "file set", "missing") for p in sorted(listed - found - linked)]
+    prefix = f"{layout.volume_dir(volume)}/" if volume else ""
+    problems += [Problem(prefix + p, "file set", "missing") for p in sorted(listed - found)
+                 if prefix + p not in linked]
     return problems
 
 
-def size_problems(root: Path, manifest: Manifest) -> list[Problem]:
+def size_problems(media: Media, manifest: Manifest) -> list[Problem]:
     problems = []
-    for entry in manifest.files:
-        actual = os.lstat(root / entry.path).st_size
+    for entry in media.entries(manifest):
+        actual = os.lstat(media.root_of(entry) / entry.path).st_size
         if actual != entry.stored_size:
-            problems.append(Problem(entry.path, "stored size", f"{actual} bytes, manifest says {entry.stored_size}"))
+            problems.append(Problem(media.display(entry), "stored size",
+                                    f"{actual} bytes, manifest says {entry.stored_size}"))
     return problems
 
 
-def content_problems(root: Path, manifest: Manifest, workers: int, progress: Progress) -> list[Problem]:
+def content_problems(media: Media, manifest: Manifest, workers: int, progress: Progress) -> list[Problem]:
     """Steps 7-8 for every file, several at a time (hashing and zstd release the GIL)."""
-    def one(entry):  # type: ignore[no-untyped-def]
-        found = check_file(root, entry)
+    def one(entry: FileEntry) -> list[Problem]:
+        found = check_file(media.root_of(entry), entry)
         progress.advance(entry.stored_size)
-        return found
+        return [Problem(media.display(entry), p.check, p.detail) for p in found]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [p for found in pool.map(one, manifest.files) for p in found]
+        return [p for found in pool.map(one, media.entries(manifest)) for p in found]
 
 
-def semantic_problems(root: Path, manifest: Manifest) -> list[Problem]:
+def semantic_problems(media: Media, manifest: Manifest) -> list[Problem]:
     """Step 9: config and vocabulary parse and fit Elasticsearch's rules (their bytes are already verified)."""
     problems: list[Problem] = []
     config_entry, vocab_entry = manifest.file(layout.ROLE_CONFIG), manifest.file(layout.ROLE_VOCABULARY)
     assert config_entry and vocab_entry  # structure_problems guarantees both
+    if not media.has(config_entry):
+        return []  # they live on the first volume, which was not given
     kind = None
     try:
-        config = strict_loads(read_verified(root, config_entry))
+        config = strict_loads(read_verified(media.root_of(config_entry), config_entry))
         problems += [Problem(layout.CONFIG, "Elasticsearch config", p)
                      for p in config_problems(config, manifest.task_type)]
         kind = tokenization_kind(config)
     except JsonProblem as exc:
         problems.append(Problem(layout.CONFIG, "Elasticsearch config", str(exc)))
     try:
-        vocabulary = strict_loads(read_verified(root, vocab_entry))
+        vocabulary = strict_loads(read_verified(media.root_of(vocab_entry), vocab_entry))
         problems += [Problem(layout.VOCABULARY, "vocabulary", p) for p in vocabulary_problems(vocabulary, kind)]
     except JsonProblem as exc:
         problems.append(Problem(layout.VOCABULARY, "vocabulary", str(exc)))
     return problems
 
 
-def verify_bundle(root: Path, trusted: Mapping[str, Ed25519PublicKey], *, now: datetime | None = None,
-                  on_check: OnCheck | None = None, workers: int | None = None,
-                  progress: bool | None = None) -> Verified:
-    """Run every check; return the verified bundle or raise the first failing stage's error."""
+def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519PublicKey], *,
+                  now: datetime | None = None, on_check: OnCheck | None = None, workers: int | None = None,
+                  progress: bool | None = None, allow_incomplete: bool = False) -> Verified:
+    """Run every check on a bundle directory, or on the volumes given; return the verified bundle or raise the
+    first failing stage's error. Volumes that are all correct but not all there raise IncompleteError, unless
+    `allow_incomplete` (checking each medium as it arrives)."""
     checks: list[Check] = []
 
     def report(check: Check) -> None:
@@ -207,31 +246,51 @@ def verify_bundle(root: Path, trusted: Mapping[str, Ed25519PublicKey], *, now: d
             on_check(check)
 
     now = now or datetime.now(timezone.utc)
-    if not root.is_dir():
-        raise LayoutError(f"{root}: not a bundle directory")
-    manifest, manifest_bytes, signer = authenticate(root, trusted)
+    media = locate(paths)
+    manifest, manifest_bytes, signer, envelope_bytes = authenticate(media.primary, trusted)
     report(Check("signature", f"valid, signed by trusted key {signer[:16]}"))
     report(Check("manifest", f"schema {manifest.schema}, {len(manifest.files)} files, bundle {manifest.bundle_id}"))
+    _stage("volumes", LayoutError, agreement_problems(media, manifest, manifest_bytes, envelope_bytes), report,
+           _volumes_text(media, manifest))
     why = expiry_problem(manifest, now)
     if why:
         raise PolicyError(why, hint="ask the publisher for a fresh bundle")
     report(Check("expiry", f"valid until {manifest.expires_at}" if manifest.expires_at else "no expiry date"))
     stages: list[tuple[str, type[EsbundleError], Callable[[], list[Problem]], str]] = [
         ("paths", LayoutError, lambda: structure_problems(manifest), "all paths safe and portable; parts add up"),
-        ("file set", LayoutError, lambda: file_set_problems(root, manifest), "exactly the files listed"),
-        ("sizes", IntegrityError, lambda: size_problems(root, manifest), "every stored size matches"),
+        ("file set", LayoutError, lambda: [p for number, root in media.roots.items()
+                                           for p in file_set_problems(root, manifest, number)],
+         "exactly the files listed"),
+        ("sizes", IntegrityError, lambda: size_problems(media, manifest), "every stored size matches"),
     ]
     for name, error, run, ok_text in stages:
         _stage(name, error, run(), report, ok_text)
-    total = manifest.stored_bytes
+    entries = media.entries(manifest)
+    total = sum(e.stored_size for e in entries)
     with Progress("verify", total, enabled=progress) as bar:
-        found = content_problems(root, manifest, workers or min(4, os.cpu_count() or 1), bar)
+        found = content_problems(media, manifest, workers or min(4, os.cpu_count() or 1), bar)
     _stage("sha256", IntegrityError, found, report,
-           f"{len(manifest.files)} files, {total} stored bytes; decompressed sizes and sha256 match")
-    _stage("content", LayoutError, semantic_problems(root, manifest), report,
-           "config and vocabulary fit Elasticsearch's rules")
-    return Verified(root=root, manifest=manifest, manifest_bytes=manifest_bytes, signer_key_id=signer,
+           f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match")
+    _stage("content", LayoutError, semantic_problems(media, manifest), report,
+           "config and vocabulary fit Elasticsearch's rules"
+           if any(e.role == layout.ROLE_CONFIG for e in entries) else "config and vocabulary are on vol001, not given")
+    missing = media.missing(manifest)
+    if missing and not allow_incomplete:
+        raise IncompleteError(
+            f"every volume given is correct, but {len(missing)} of {manifest.volumes} volumes are missing: "
+            + ", ".join(layout.volume_dir(n) for n in missing),
+            hint="check the other media as they arrive; load needs all of them")
+    return Verified(media=media, manifest=manifest, manifest_bytes=manifest_bytes, signer_key_id=signer,
                     checks=checks)
+
+
+def _volumes_text(media: Media, manifest: Manifest) -> str:
+    if not media.multi:
+        return "one directory"
+    given = ", ".join(f"{layout.volume_dir(n)} ({media.roots[n]})" for n in media.given)
+    missing = media.missing(manifest)
+    return f"{len(media.given)} of {manifest.volumes} given: {given}" + (
+        f"; missing: {', '.join(layout.volume_dir(n) for n in missing)}" if missing else "")
 
 
 def _stage(name: str, error: type[EsbundleError], problems: list[Problem], report: OnCheck, ok_text: str) -> None:

@@ -66,7 +66,7 @@ def test_valid_bundle_passes_every_check(make_bundle: MakeBundle, keys: Keys, ru
     result = run_cli("verify", make_bundle(), "--trusted-key", keys.pub)
     assert result.exit_code == 0, result.output
     checks = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok")]
-    assert checks == ["signature", "manifest", "expiry", "paths", "file", "sizes", "sha256", "content"]
+    assert checks == ["signature", "manifest", "volumes", "expiry", "paths", "file", "sizes", "sha256", "content"]
     assert "VERIFIED" in result.stdout
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bundler.export.options import DEFAULT_EXPIRES_IN_DAYS, TASK_CHOICES, ExportOptions
+from bundler.media import media_options
 from loader.format.layout import DEFAULT_PART_SIZE
 from loader.units import SIZE
 
@@ -49,12 +51,13 @@ def _expires(value: str) -> int | None:
 @click.option("--bundle-version", type=int, default=1, show_default=True, help="Raise for each new bundle of a model.")
 @click.option("--expires-in", "expires_in", default=str(DEFAULT_EXPIRES_IN_DAYS), show_default=True,
               metavar="DAYS", help="Days until the bundle expires (0 or never: no expiry).")
+@media_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def export(hub_model_id: str | None, revision: str | None, model_dir: Path | None, task_type: str,
            signing_key: Path, out: Path, es_model_id: str | None, quantize: bool,
            max_model_input_length: int | None, ingest_prefix: str | None, search_prefix: str | None,
            target_es_version: str | None, allow_newer_torch: bool, allow_unsupported_ops: bool, part_size: int,
-           bundle_version: int, expires_in: str, as_json: bool) -> None:
+           bundle_version: int, expires_in: str, as_json: bool, **travel: Any) -> None:
     """Trace a Hugging Face model for Elasticsearch, check it, and write a signed bundle (connected side)."""
     from bundler.export.pipeline import EXTRA_HINT, run_export
     from loader.errors import UsageError
@@ -69,7 +72,7 @@ def export(hub_model_id: str | None, revision: str | None, model_dir: Path | Non
         max_model_input_length=max_model_input_length, ingest_prefix=ingest_prefix, search_prefix=search_prefix,
         target_es_version=target_es_version, allow_newer_torch=allow_newer_torch,
         allow_unsupported_ops=allow_unsupported_ops, part_size=part_size,
-        bundle_version=bundle_version, expires_in_days=expires_in_days)
+        bundle_version=bundle_version, expires_in_days=expires_in_days, travel=travel)
     try:
         result = run_export(options)
     except ModuleNotFoundError as exc:  # torch or transformers absent: the offline install

@@ -40,6 +40,8 @@ class ExportOptions:
     part_size: int = DEFAULT_PART_SIZE
     bundle_version: int = 1
     expires_in_days: int | None = DEFAULT_EXPIRES_IN_DAYS
+    # How the bundle travels (see bundler.media): volumes, filesystem, the loader's wheelhouse.
+    travel: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from bundler.export import source as src
 from bundler.export import tasks, tokenization, torch_compat
 from bundler.export.options import ExportOptions, ExportResult, check_options, derive_es_model_id
 from bundler.export.stages import StageLog
+from bundler.media import prepared_media, travel_defaults
+from bundler.writer import Media
 from loader.errors import ModelError, UsageError
 
 # source, tasks, tokenization and torch_compat import nothing heavy at module level (huggingface_hub is imported
@@ -154,15 +156,17 @@ def run_export(options: ExportOptions, *, log: StageLog | None = None) -> Export
     with log.stage("resolve", plan.options.hub_model_id or str(plan.options.model_dir)):
         resolve(plan)
     out = plan.options.out
-    with tempfile.TemporaryDirectory(prefix=".esbundle-export-", dir=out.parent if out.parent.is_dir() else None) \
+    # The wheelhouse (if asked for) is built first: a download that fails should not waste a trace.
+    with prepared_media(**travel_defaults(plan.options.travel)) as media, \
+            tempfile.TemporaryDirectory(prefix=".esbundle-export-", dir=out.parent if out.parent.is_dir() else None) \
             as tmp, warnings.catch_warnings():
         # torch deprecates its quantized tensor API (for torchao, which TorchScript cannot save): said at every
         # quantized call, it would bury the stage log.
         warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-        return _trace_check_write(plan, Path(tmp) / "model.pt")
+        return _trace_check_write(plan, Path(tmp) / "model.pt", media)
 
 
-def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
+def _trace_check_write(plan: Plan, definition: Path, media: Media) -> ExportResult:
     """Stages 2-5. The definition is written to a temporary file that the writer cuts into parts."""
     from bundler.export import check, es_config, samples, trace, wrappers
     from bundler.export.cluster_inputs import encode
@@ -241,7 +245,7 @@ def _trace_check_write(plan: Plan, definition: Path) -> ExportResult:
                                 signing_key=plan.signing_key, model_id=es_model_id, task_type=task,
                                 bundle_version=options.bundle_version, expires_in_days=options.expires_in_days,
                                 part_size=options.part_size, provenance=provenance, samples=sample_list,
-                                compatibility=compatibility)
+                                compatibility=compatibility, media=media)
 
     return ExportResult(out=options.out, es_model_id=es_model_id, task_type=task, tokenization=family.name,
                         bundle_id=manifest.bundle_id, definition_bytes=manifest.definition.total_length,

@@ -36,12 +36,35 @@ MAX_ZSTD_WINDOW = 1 << 27
 ROLE_CONFIG = "config"
 ROLE_VOCABULARY = "vocabulary"
 ROLE_DEFINITION_PART = "definition_part"
-ROLES = (ROLE_CONFIG, ROLE_VOCABULARY, ROLE_DEFINITION_PART)
+ROLE_LOADER = "loader"  # the offline tool's wheelhouse, carried with the bundle
+ROLES = (ROLE_CONFIG, ROLE_VOCABULARY, ROLE_DEFINITION_PART, ROLE_LOADER)
+LOADER_DIR = "loader"
+
+# Multi-volume bundles: OUT/vol001, OUT/vol002, ... each holding the signed manifest and envelope, a small
+# unsigned label (checked against the manifest), and the files the manifest assigns to it.
+VOLUME_LABEL = "volume.json"
+MAX_VOLUMES = 999
+# Bytes a file is counted for when filling a volume: rounded up to this, for the filesystem's allocation units.
+ALLOCATION_UNIT = 4096
+FILESYSTEM_MAX_FILE = {"fat32": (1 << 32) - 1, "exfat": 1 << 60, "ntfs": 1 << 60, "ext4": 16 << 40}
 
 _PART_RE = re.compile(r"^definition/part-(\d{5})\.zst$")
 _FORBIDDEN_CHARS = set(':*?"<>|\\')
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
 MAX_COMPONENT_LEN = 255
+
+
+def volume_dir(number: int) -> str:
+    return f"vol{number:03d}"
+
+
+def volume_number(name: str) -> int | None:
+    match = re.match(r"^vol(\d{3})$", name)
+    return int(match.group(1)) if match else None
+
+
+def footprint(size: int) -> int:
+    return -(-size // ALLOCATION_UNIT) * ALLOCATION_UNIT
 
 
 def part_path(index: int) -> str:

@@ -168,9 +168,10 @@ class Manifest:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     samples: tuple[Mapping[str, Any], ...] = ()
     compatibility: Mapping[str, Any] = field(default_factory=dict)
+    volumes: int | None = None  # a multi-volume bundle: how many; every file names its volume
 
     _TOP = ("schema", "bundle_id", "model_id", "task_type", "bundle_version", "created_at", "expires_at",
-            "signer_key_id", "definition", "files", "tools", "provenance", "samples", "compatibility")
+            "signer_key_id", "definition", "files", "tools", "provenance", "samples", "compatibility", "volumes")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +182,7 @@ class Manifest:
             "files": [entry.to_json() for entry in sorted(self.files, key=lambda e: e.path)],
             "tools": dict(self.tools), "provenance": dict(self.provenance),
             "samples": [dict(s) for s in self.samples], "compatibility": dict(self.compatibility),
+            **({"volumes": self.volumes} if self.volumes is not None else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -220,7 +222,7 @@ class Manifest:
             created_at=obj["created_at"], expires_at=obj.get("expires_at"),
             signer_key_id=f.str("signer_key_id", _HEX64), definition=Definition.from_json(obj.get("definition")),
             files=files, tools=tools, provenance=f.obj_("provenance"), samples=tuple(samples),
-            compatibility=f.obj_("compatibility"),
+            compatibility=f.obj_("compatibility"), volumes=f.int("volumes", 1, optional=True),
         )
 
     # Convenience views used by verify, inspect and load.
