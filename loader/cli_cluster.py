@@ -85,7 +85,8 @@ def build_connection(urls: tuple[str, ...], cloud_id: str | None, username: str 
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON only.")
 def load(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], es_model_id: str | None, replace: bool,
          allow_downgrade: bool, force: bool, dry_run: bool, start_: bool, wait_for: str, allocations: int | None,
-         threads: int | None, priority: str | None, smoke_test: bool | None, concurrency: int, as_json: bool, **conn: Any) -> None:
+         threads: int | None, priority: str | None, smoke_test: bool | None, concurrency: int, as_json: bool,
+         **conn: Any) -> None:
     """Verify BUNDLE offline, check the cluster, upload exactly the verified bytes, optionally deploy.
 
     BUNDLE is a bundle directory or all of its volumes (vol001, vol002, ...)."""
