@@ -108,5 +108,21 @@ def inspect(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None
     click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else render(info))
 
 
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path))
+@trusted_key_option
+def copy(source: Path, dest: Path, trusted_keys: tuple[Path, ...]) -> None:
+    """Copy a bundle (or one volume) to DEST, flush it, read it back and verify it.
+
+    Resumable: files already on DEST and correct are kept. The signature is checked when a trusted key is given;
+    the checksums always."""
+    from loader.copy import copy_bundle
+
+    report = copy_bundle(source, dest, trusted_keys_from(trusted_keys, required=False), click.echo)
+    click.echo(f"COPIED   {source} -> {dest}: the medium holds the bundle"
+               + ("" if report.signature_checked else " (checksums checked, signature not checked)"))
+
+
 # The cluster commands live in their own module; importing it registers them on this group.
 from loader import cli_cluster  # noqa: E402,F401

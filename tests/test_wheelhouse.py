@@ -6,6 +6,7 @@ commands INSTALL.txt prints, from inside the loader/ folder, with pip cut off fr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import re
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,8 @@ from packaging.requirements import Requirement
 
 from bundler.wheelhouse import WheelhouseFile, build_wheelhouse
 from loader.errors import UsageError
-from tests.conftest import Keys, MakeBundle
+from tests.conftest import EMBEDDING_CONFIG, TINY_VOCAB, Keys, MakeBundle, RunCli
+from tests.standin.fixture import StandIn
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 PLATFORM = f"manylinux2014_{platform.machine()}"
@@ -182,3 +185,46 @@ def test_no_wheel_for_the_platform_is_a_usage_error(tmp_path: Path) -> None:
 def test_bad_python_version_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a CPython 3 version"):
         build_wheelhouse(tmp_path, python_version="2.7")
+
+
+def test_bundle_carries_its_loader_on_the_first_volume(tmp_path: Path, keys: Keys, run_cli: RunCli,
+                                                        standin: Callable[..., StandIn]) -> None:
+    """pack --with-loader --volume-size: install from vol001 alone, offline, then verify and dry-run a load."""
+    definition = tmp_path / "m.pt"
+    definition.write_bytes(os.urandom(12 << 20))
+    (tmp_path / "c.json").write_text(json.dumps(EMBEDDING_CONFIG))
+    (tmp_path / "v.json").write_text(json.dumps(TINY_VOCAB))
+    packed = run_cli("pack", "--definition", definition, "--config", tmp_path / "c.json", "--vocab",
+                     tmp_path / "v.json", "--signing-key", keys.pair.private_path, "--out", tmp_path / "b",
+                     "--es-model-id", "carried", "--volume-size", "16M", "--with-loader", "--loader-python", PYTHON,
+                     "--loader-platform", PLATFORM)
+    assert packed.exit_code == 0, packed.output
+    volumes = sorted((tmp_path / "b").glob("vol*"))
+    assert len(volumes) >= 2 and (volumes[0] / "loader" / "INSTALL.txt").exists()
+    assert not any((v / "loader").exists() for v in volumes[1:])
+    manifest = json.loads((volumes[0] / "manifest.json").read_text())
+    assert {f["path"] for f in manifest["files"] if f["role"] == "loader"} >= {
+        "loader/INSTALL.txt", "loader/requirements.txt", "loader/SHA256SUMS"}
+
+    home = tmp_path / "home"
+    home.mkdir()
+    loader_dir = volumes[0] / "loader"
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=loader_dir).returncode == 0
+    commands = re.findall(r"^\s+\$ (.+)$", (loader_dir / "INSTALL.txt").read_text(), flags=re.MULTILINE)
+    for command in [c for c in commands if "esbundle verify" not in c and "sha256sum" not in c]:
+        command = command.replace(f"python{PYTHON} ", f"{sys.executable} ", 1)
+        done = subprocess.run(["bash", "-c", command], cwd=loader_dir, env=offline_env(home), capture_output=True,
+                              text=True)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    esbundle = home / "esbundle-venv" / "bin" / "esbundle"
+
+    def run(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(esbundle), *map(str, args)], capture_output=True, text=True, cwd=home,
+                              env=offline_env(home))
+
+    verified = run("verify", *volumes, "--trusted-key", keys.pub)
+    assert verified.returncode == 0, verified.stderr
+    server = standin()
+    planned = run("load", *volumes, "--trusted-key", keys.pub, "--url", server.url, "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert "would create [carried]" in planned.stdout
