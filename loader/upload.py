@@ -8,9 +8,9 @@ refreshes its store when it arrives.
 from __future__ import annotations
 
 import base64
+import queue
 import threading
 from collections.abc import Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -99,13 +99,16 @@ class PartUploader:
         self.journal, self.progress, self.stats = journal, progress, stats
         self.definition = verified.manifest.definition
 
-    def send(self, entry: FileEntry) -> None:
+    def prepare(self, entry: FileEntry) -> bytes:
+        """The request body of one part, from bytes re-read and re-hashed in memory now: what is sent is exactly
+        what was just checked against the verified manifest (raises before anything of a changed part is sent)."""
+        raw = read_verified(self.verified.root_of(entry), entry)
+        return part_body(raw, self.definition.total_length, self.definition.part_count)
+
+    def send(self, entry: FileEntry, body: bytes) -> None:
         from elasticsearch import BadRequestError
 
         assert entry.part is not None
-        raw = read_verified(self.verified.root_of(entry), entry)  # raises before anything of a changed part is sent
-        body = part_body(raw, self.definition.total_length, self.definition.part_count)
-        del raw
         path = f"/_ml/trained_models/{quote(self.model_id)}/definition/{entry.part}"
         what = f"upload part {entry.part} of [{self.model_id}]"
         sent = True
@@ -127,32 +130,57 @@ class PartUploader:
         if not todo:
             return
         last_index = self.definition.part_count - 1
-        body = [p for p in todo if p.part != last_index]
-        last = [p for p in todo if p.part == last_index]
-        self._parallel(body, concurrency)
-        for entry in last:
-            self.send(entry)
+        self._parallel([p for p in todo if p.part != last_index], concurrency)
+        for entry in (p for p in todo if p.part == last_index):
+            self.send(entry, self.prepare(entry))
 
     def _parallel(self, parts: list[FileEntry], concurrency: int) -> None:
-        """Keep `concurrency` requests in flight; stop at the first failure without starting new parts."""
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            pending: set[Future[None]] = set()
-            queue = iter(parts)
-            failed: BaseException | None = None
-            while True:
-                while failed is None and len(pending) < concurrency:
-                    entry = next(queue, None)
-                    if entry is None:
+        """`concurrency` senders keep that many requests in flight; one preparer stays a few bodies ahead, so no
+        sender waits on hashing and encoding. Memory: at most 2 x concurrency bodies. The first failure stops
+        everything: no new part is prepared or sent after it."""
+        ready: queue.Queue[tuple[FileEntry, bytes] | None] = queue.Queue(maxsize=concurrency)
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def fail(exc: BaseException) -> None:
+            failures.append(exc)
+            stop.set()
+
+        def preparer() -> None:
+            try:
+                for entry in parts:
+                    if stop.is_set():
                         break
-                    pending.add(pool.submit(self.send, entry))
-                if not pending:
-                    break
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    if future.exception() and failed is None:
-                        failed = future.exception()
-            if failed:
-                raise failed
+                    item = (entry, self.prepare(entry))
+                    while not stop.is_set():
+                        try:
+                            ready.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+            except BaseException as exc:
+                fail(exc)
+            finally:
+                for _ in range(concurrency):
+                    ready.put(None)  # one end marker per sender; senders drain the queue, so this never blocks long
+
+        def sender() -> None:
+            while (item := ready.get()) is not None:
+                if stop.is_set():
+                    continue
+                try:
+                    self.send(*item)
+                except BaseException as exc:
+                    fail(exc)
+
+        threads = [threading.Thread(target=preparer, daemon=True)]
+        threads += [threading.Thread(target=sender, daemon=True) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
 
 
 def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool, journal: Journal,
@@ -171,7 +199,10 @@ def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool,
         todo = [p for p in parts if p.part not in done]
         stats.parts_skipped += len(parts) - len(todo) if attempt == 0 else 0
         with Progress("upload", sum(p.size for p in todo), enabled=progress) as bar:
-            PartUploader(cluster, verified, model_id, journal, bar, stats).send_all(todo, concurrency)
+            try:
+                PartUploader(cluster, verified, model_id, journal, bar, stats).send_all(todo, concurrency)
+            finally:
+                journal.close()
         model = get_model(cluster, model_id)
         if model and model.get("fully_defined"):
             journal.forget()
