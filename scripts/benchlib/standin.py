@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench_common import ROOT
+from benchlib.common import ROOT
 
 
 class StandIn:

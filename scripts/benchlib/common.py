@@ -1,0 +1,67 @@
+"""Helpers the benchmark scripts share: run a command, measure its wall time and peak RSS, summarise runs."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    peak_rss_mb: float
+
+
+# Linux carries a process's peak RSS across fork and exec: a command started straight from this (large)
+# process would report this process's size as its own peak. So a small interpreter starts the command,
+# times it and reads its rusage, and the command's peak RSS is its own.
+_TIMER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": time.perf_counter() - start, "maxrss_kb": usage.ru_maxrss,
+               "code": os.waitstatus_to_exitcode(status)}, out)
+"""
+
+
+def measure(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+    """Wall time and peak RSS of one command, measured by a small timer process (see _TIMER)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        proc = subprocess.run(["python3", "-c", _TIMER, result.name, *cmd], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env={**os.environ, **(env or {})}, cwd=cwd)
+        outcome = json.loads(Path(result.name).read_text() or "{}")
+    if proc.returncode != 0 or outcome.get("code") != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{proc.stderr.decode()}")
+    return Run(outcome["wall"], outcome["maxrss_kb"] / 1024)
+
+
+def summary(runs: Sequence[Run]) -> dict[str, float]:
+    walls = [r.wall for r in runs]
+    return {"median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+            "peak_rss_mb": max(r.peak_rss_mb for r in runs), "runs": len(runs)}
+
+
+def warm(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with open(path, "rb") as handle:
+            while handle.read(8 << 20):
+                pass
+
+
+def write_random(path: Path, size: int) -> None:
+    with open(path, "wb") as handle:
+        left = size
+        while left:
+            n = min(left, 16 << 20)
+            handle.write(os.urandom(n))
+            left -= n

