@@ -17,7 +17,6 @@ runs it, not the target; so what pip downloads is checked against the target's o
 from __future__ import annotations
 
 import email.parser
-import hashlib
 import importlib.metadata
 import os
 import re
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loader import settings
+from loader.content import sha256_file
 from loader.errors import EsbundleError, UsageError
 from loader.format.layout import path_problems
 
@@ -102,7 +102,7 @@ def build_wheelhouse(work: Path, *, python_version: str = "3.11", platform: str 
         if name not in needed:  # pulled in by a marker that holds here but not on the target
             wheel.path.unlink()
     kept = sorted((index[name] for name in needed), key=lambda w: w.path.name)
-    digests = {w.path.name: _sha256(w.path) for w in kept}
+    digests = {w.path.name: sha256_file(w.path) for w in kept}
 
     requirements = work / "requirements.txt"
     lines = [f"# esbundle {own.version} and its offline runtime, for CPython {python_version} on {platform}.",
@@ -114,7 +114,7 @@ def build_wheelhouse(work: Path, *, python_version: str = "3.11", platform: str 
     install.write_text(_install_text(python_version, platform, own.version), encoding="utf-8")
     # Paths relative to loader/, so that `sha256sum -c SHA256SUMS` runs from inside that folder.
     sums = [(digests[w.path.name], f"wheels/{w.path.name}") for w in kept]
-    sums += [(_sha256(requirements), requirements.name), (_sha256(install), install.name)]
+    sums += [(sha256_file(requirements), requirements.name), (sha256_file(install), install.name)]
     checksums = work / "SHA256SUMS"
     checksums.write_text("".join(f"{digest}  {rel}\n" for digest, rel in sums), encoding="utf-8")
 
@@ -262,14 +262,6 @@ def _closure(root: _Wheel, index: Mapping[str, _Wheel], target: Mapping[str, str
             needed.add(dep.name)
             todo.append((dep, frozenset(req.extras)))
     return needed, sorted(missing)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _install_text(python: str, platform: str, version: str) -> str:

@@ -114,12 +114,8 @@ class Cluster:
             "connections_per_node": max(c.concurrency + 2, 10),
             "verify_certs": not c.insecure, "ssl_show_warn": False,
         }
-        if c.ca_certs:
-            options["ca_certs"] = c.ca_certs
-        if c.client_cert:
-            options["client_cert"] = c.client_cert
-        if c.client_key:
-            options["client_key"] = c.client_key
+        tls = {"ca_certs": c.ca_certs, "client_cert": c.client_cert, "client_key": c.client_key}
+        options.update({name: value for name, value in tls.items() if value})
         if c.api_key:
             options["api_key"] = c.api_key
         elif basic:

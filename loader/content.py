@@ -61,6 +61,16 @@ class _HashingReader:
             pass
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 of a whole file, streamed. Follows links (a hub cache's snapshot is links to blobs): for
+    bundle files, whose links must be refused, use check_file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _decompressor() -> zstandard.ZstdDecompressor:
     return zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
 

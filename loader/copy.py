@@ -8,7 +8,6 @@ A DEST that holds another bundle is never overwritten.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.content import check_file, open_regular
+from loader.content import check_file, open_regular, sha256_file
 from loader.errors import IntegrityError, Problem, UsageError
 from loader.format import layout
 from loader.format.manifest import Manifest
@@ -35,14 +34,6 @@ class CopyReport:
     rewritten: int = 0  # present on DEST but wrong: copied again
     bytes_copied: int = 0
     signature_checked: bool = False
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path) as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _drop_cache(path: Path) -> None:
@@ -120,7 +111,7 @@ def _same(src: Path, dst: Path, entry: object) -> bool:
     stored_sha = getattr(entry, "stored_sha256", None)
     if src.stat().st_size != dst.stat().st_size:
         return False
-    return _sha256(dst) == (stored_sha or _sha256(src))
+    return sha256_file(dst) == (stored_sha or sha256_file(src))
 
 
 def _read_back(dest: Path, manifest: Manifest, manifest_bytes: bytes, number: int | None,

@@ -42,12 +42,9 @@ def start(cluster: Cluster, model_id: str, options: StartOptions) -> str:
         return _wait(cluster, model_id, options, deadline=time.monotonic() + options.timeout)
     params: dict[str, Any] = {"model_id": model_id, "wait_for": options.wait_for,
                               "timeout": f"{int(min(options.timeout, 30))}s"}
-    if options.allocations:
-        params["number_of_allocations"] = options.allocations
-    if options.threads:
-        params["threads_per_allocation"] = options.threads
-    if options.priority:
-        params["priority"] = options.priority
+    optional = {"number_of_allocations": options.allocations, "threads_per_allocation": options.threads,
+                "priority": options.priority}
+    params.update({name: value for name, value in optional.items() if value})
     deadline = time.monotonic() + options.timeout
     try:
         response = cluster.call(f"start the deployment of [{model_id}]",

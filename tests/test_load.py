@@ -232,11 +232,14 @@ def test_cluster_dies_half_way_restarted_then_rerun(make_bundle: MakeBundle, key
     result = load(run_cli, bundle, keys, server, "--json")
     assert result.exit_code == 0, result.output
     assert read_back(server) == definition_sha(bundle)
-    stats = assert_each_part_stored_once(server, 31)
-    resent = [p for p, outcomes in stats["outcomes"].items() if "exists" in outcomes]
-    # Only parts in flight when the cluster died (stored, never acknowledged) may be offered again: at most the
-    # loader's concurrency (4); every acknowledged part was recorded and skipped.
-    assert len(resent) <= 4
+    stats = attempts(server)
+    assert stats["parts_stored"] == 31
+    # Only parts in flight when the cluster died (stored or not, never acknowledged) may be offered again: at
+    # most the loader's concurrency (4); every acknowledged part was recorded and skipped. A part the dying
+    # cluster had stored but not made durable is stored again, which is what a real cluster would need.
+    resent = [p for p, outcomes in stats["outcomes"].items()
+              if sum(o in ("stored", "exists") for o in outcomes) > 1]
+    assert len(resent) <= 4, stats["outcomes"]
 
 
 def test_part_changed_after_verification_is_never_uploaded(make_bundle: MakeBundle, keys: Keys,

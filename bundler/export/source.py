@@ -11,12 +11,12 @@ that does not fit is refused before gigabytes of weights arrive; then the weight
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loader.content import sha256_file
 from loader.errors import ModelError, UsageError
 
 # Configs, tokenizer files (vocab.txt, merges.txt, vocab.json, sentencepiece models), sentence-transformers
@@ -131,14 +131,6 @@ def used_files(root: Path) -> list[str]:
             continue
         found.append(rel)
     return found
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def hash_files(root: Path) -> dict[str, str]:

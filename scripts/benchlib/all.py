@@ -23,7 +23,7 @@ from typing import Any
 from benchlib import export as export_bench
 from benchlib import load as load_bench
 from benchlib import verify as verify_bench
-from benchlib.common import ROOT
+from benchlib.common import ROOT, eland_python
 
 MIB = 1 << 20
 
@@ -106,7 +106,7 @@ def main() -> None:
     runs = max(3, args.runs)
     big = 256 * MIB if args.quick else 1024 * MIB
     sizes = [64 * MIB, 128 * MIB, 256 * MIB] if args.quick else [64 * MIB, 256 * MIB, 1024 * MIB]
-    load_bench.eland_python()  # make the peer's environment first, outside every timing
+    eland_python()  # make the peer's environment first, outside every timing
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = args.workdir or Path(tmp)
         for sub in ("export", "verify", "load"):

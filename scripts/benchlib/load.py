@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from benchlib.ceiling import ceiling
-from benchlib.common import ROOT, VENV_BIN, Run, measure, summary, write_random
+from benchlib.common import VENV_BIN, Run, eland_python, measure, summary, write_random
 from benchlib.standin import StandIn
 from loader.content import read_verified
 from loader.format.manifest import Manifest
@@ -86,7 +85,7 @@ def raw_files(bundle: Path, work: Path) -> tuple[Path, Path, Path]:
     return definition, out / "config.json", out / "vocab.json"
 
 
-def bench_model(name: str, bundle: Path, pub: Path, server: StandIn, eland_python: Path, work: Path,
+def bench_model(name: str, bundle: Path, pub: Path, server: StandIn, eland: Path, work: Path,
                 runs: int) -> dict[str, object]:
     definition, config, vocab = raw_files(bundle, work)
     size = definition.stat().st_size
@@ -98,7 +97,7 @@ def bench_model(name: str, bundle: Path, pub: Path, server: StandIn, eland_pytho
                                      "--es-model-id", model_id, "--json"), env=env))
         server.delete_model(model_id)
         model_id = f"bench-{name}-eland-{run}"
-        theirs.append(measure([str(eland_python), "-c", ELAND_UPLOAD, server.url, model_id, str(definition),
+        theirs.append(measure([str(eland), "-c", ELAND_UPLOAD, server.url, model_id, str(definition),
                                str(config), str(vocab)]))
         server.delete_model(model_id)
     ceilings = [Run(ceiling(server.url, f"bench-{name}-ceiling-{run}", size), 0.0) for run in range(runs)]
@@ -108,13 +107,6 @@ def bench_model(name: str, bundle: Path, pub: Path, server: StandIn, eland_pytho
             "eland": {**t, "mb_per_s": mb / t["median_s"]}, "ceiling": {**c, "mb_per_s": mb / c["median_s"]},
             "throughput_ratio": t["median_s"] / o["median_s"],
             "share_of_ceiling": c["median_s"] / o["median_s"]}
-
-
-def eland_python() -> Path:
-    """The peer's interpreter, in its own virtual environment (made on first use by scripts/eland-venv)."""
-    venv = Path(subprocess.run([str(ROOT / "scripts" / "eland-venv")], check=True, capture_output=True,
-                               text=True).stdout.strip().splitlines()[-1])
-    return (venv if venv.is_absolute() else ROOT / venv) / "bin" / "python"
 
 
 def keys(work: Path) -> tuple[Path, Path]:
