@@ -61,3 +61,12 @@ def test_verify_and_inspect_without_torch(base_venv: Path, make_bundle: MakeBund
     (bundle / "definition" / "part-00002.zst").write_bytes(b"tampered")
     refused = run(base_venv, "verify", bundle, "--trusted-key", keys.pub)
     assert refused.returncode == 4 and "definition/part-00002.zst" in refused.stderr
+
+
+def test_export_explains_the_missing_extra(base_venv: Path, tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    attempt = run(base_venv, "export", "--model-dir", tmp_path / "model", "--task-type", "text_embedding",
+                  "--signing-key", tmp_path / "none.key", "--out", tmp_path / "out")
+    assert attempt.returncode == 2, attempt.stderr
+    assert "esbundle[export]" in attempt.stderr and "Traceback" not in attempt.stderr
+    assert not (tmp_path / "out").exists()
