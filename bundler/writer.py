@@ -195,6 +195,8 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
             roots = [tmp]
         # Prove the bundle with the offline side's own verifier before it is allowed to exist.
         verify_bundle(roots, {signing_key.key_id: signing_key.private_key.public_key()}, now=created, progress=False)
+        for directory in sorted({p.parent for p in tmp.rglob("*")}, reverse=True):
+            _fsync_dir(directory)  # every entry durable before the bundle may appear under its name
         os.rename(tmp, out)
         _fsync_dir(out.parent)
     except BaseException:

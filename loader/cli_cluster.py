@@ -55,7 +55,7 @@ def build_connection(urls: tuple[str, ...], cloud_id: str | None, username: str 
             if not sys.stdin or not sys.stdin.isatty():
                 raise UsageError(f"-u {username} without a password: set {settings.ES_PASSWORD} or run in a terminal")
             password = click.prompt(f"Password for {username}", hide_input=True, err=True)
-    for secret in (password, api_key):
+    for secret in (password, api_key, *(_url_userinfo(u) for u in urls)):
         settings.register_secret(secret)
     if insecure:
         click.echo("WARNING: --insecure: TLS certificates are NOT verified; anyone on the path can impersonate the "
@@ -63,6 +63,13 @@ def build_connection(urls: tuple[str, ...], cloud_id: str | None, username: str 
     return Connection(urls=tuple(urls), cloud_id=cloud_id, username=username, password=password, api_key=api_key,
                       ca_certs=ca_certs, client_cert=client_cert, client_key=client_key, insecure=insecure,
                       timeout=timeout, concurrency=concurrency)
+
+
+def _url_userinfo(url: str) -> str | None:
+    """The credentials written into a URL, found even where a URL parser would give up (a `/` or `#` in the
+    password), so they are scrubbed from anything printed."""
+    rest = url.split("://", 1)[-1]
+    return rest.rsplit("@", 1)[0] if "@" in rest else None
 
 
 @cli.command()

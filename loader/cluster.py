@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from loader.compat import Version, parse_version
 from loader.errors import ClusterError, UsageError
@@ -44,13 +44,19 @@ class Connection:
         return self.cloud_id.split(":")[0] + " (cloud id)" if self.cloud_id else ", ".join(map(redact_url, self.urls))
 
 
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without credentials, (user, password) or None). Done on the text, not with a URL parser: a
+    password may hold `/`, `#` or `?`, which a parser would read as the end of the host."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url, None
+    userinfo, host = rest.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    return f"{scheme}://{host}", (unquote(user), unquote(password))
+
+
 def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
+    return split_credentials(url)[0]
 
 
 def _error_text(exc: Exception) -> tuple[int | None, str, str]:
@@ -101,12 +107,13 @@ class Cluster:
             raise UsageError("no cluster given", hint="pass --url URL (or set ES_URL) or --cloud-id ID")
         hosts, basic = [], None
         for url in c.urls:
-            parts = urlsplit(url)
+            bare, credentials = split_credentials(url)
+            parts = urlsplit(bare)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise UsageError(f"--url {redact_url(url)}: not an http(s) URL")
-            if parts.username:  # credentials in the URL move to the auth header, never into logs
-                basic = (parts.username, parts.password or "")
-            hosts.append(redact_url(url))
+                raise UsageError(f"--url {bare}: not an http(s) URL")
+            if credentials:  # credentials in the URL move to the auth header, never into logs
+                basic = credentials
+            hosts.append(bare)
         if c.username is not None:
             basic = (c.username, c.password or "")
         options: dict[str, Any] = {

@@ -26,7 +26,8 @@ CHUNK = 1 << 20
 @contextmanager
 def open_regular(path: Path) -> Iterator[BinaryIO]:
     """Open a regular file for reading, refusing symlinks (even a last-moment swap) and special files."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    # O_NONBLOCK: opening a named pipe would otherwise block until someone writes to it, before the type check.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
     except OSError as exc:
@@ -36,6 +37,8 @@ def open_regular(path: Path) -> Iterator[BinaryIO]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise LayoutError(f"{path}: is not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
         handle = os.fdopen(fd, "rb", buffering=0)
     except BaseException:
         os.close(fd)

@@ -17,11 +17,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader.content import check_file, open_regular, sha256_file
-from loader.errors import IntegrityError, Problem, UsageError
+from loader.errors import EsbundleError, IntegrityError, Problem, UsageError
 from loader.format import layout
 from loader.format.manifest import Manifest
 from loader.progress import Progress
-from loader.verify import verify_bundle
+from loader.verify import file_set_problems, verify_bundle
 from loader.volumes import listed_on, locate
 
 CHUNK = 4 << 20
@@ -50,8 +50,11 @@ def _drop_cache(path: Path) -> None:
 def _copy_one(source: Path, target: Path, progress: Progress) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
+    if os.path.lexists(partial):
+        os.unlink(partial)  # a leftover of an interrupted copy, or a planted link: never write through it
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     copied = 0
-    with open_regular(source) as src, open(partial, "wb") as dst:
+    with open_regular(source) as src, os.fdopen(fd, "wb") as dst:
         while chunk := src.read(CHUNK):
             dst.write(chunk)
             copied += len(chunk)
@@ -71,13 +74,11 @@ def copy_bundle(source: Path, dest: Path, trusted: Mapping[str, Ed25519PublicKey
     (number, root), = media.roots.items()
     manifest_bytes = (root / layout.MANIFEST).read_bytes()
     manifest = Manifest.from_bytes(manifest_bytes)
-    existing = dest / layout.MANIFEST
-    if existing.exists() and existing.read_bytes() != manifest_bytes:
-        other = Manifest.from_bytes(existing.read_bytes()) if existing.stat().st_size < layout.MAX_MANIFEST_BYTES \
-            else None
-        raise UsageError(f"{dest}: holds another bundle ({other.bundle_id if other else 'unreadable'}); "
-                         "refusing to overwrite it", hint="copy to an empty directory")
-    names = sorted(listed_on(manifest, number))
+    _check_destination(dest, manifest_bytes)
+    # The manifest, envelope and label go first: they mark DEST as this bundle's, so an interrupted copy resumes
+    # and no other bundle's copy can land on top of it.
+    markers = [n for n in (layout.MANIFEST, layout.ENVELOPE, layout.VOLUME_LABEL) if n in listed_on(manifest, number)]
+    names = markers + sorted(set(listed_on(manifest, number)) - set(markers))
     entries = {e.path: e for e in manifest.files if e.volume == number}
     report = CopyReport()
     total = sum((root / name).stat().st_size for name in names)
@@ -103,8 +104,32 @@ def copy_bundle(source: Path, dest: Path, trusted: Mapping[str, Ed25519PublicKey
         _drop_cache(dest / name)
     on_line(f"copied {report.copied} files ({report.bytes_copied} bytes), kept {report.kept} already correct"
             + (f", rewrote {report.rewritten} that were wrong on {dest}" if report.rewritten else ""))
-    _read_back(dest, manifest, manifest_bytes, number, trusted, on_line, report)
+    _read_back(root, dest, manifest, number, trusted, on_line, report)
     return report
+
+
+def _check_destination(dest: Path, manifest_bytes: bytes) -> None:
+    """DEST must be empty, or hold this very bundle (an interrupted or earlier copy); never links."""
+    if os.path.islink(dest):
+        raise UsageError(f"{dest}: is a symbolic link; give the real directory")
+    if not dest.exists():
+        return
+    for path in dest.rglob("*"):
+        if path.is_symlink():
+            raise UsageError(f"{path}: is a symbolic link; refusing to write through it")
+    existing = dest / layout.MANIFEST
+    if existing.is_file() and existing.stat().st_size <= layout.MAX_MANIFEST_BYTES:
+        if existing.read_bytes() == manifest_bytes:
+            return
+        try:
+            other = Manifest.from_bytes(existing.read_bytes()).bundle_id
+        except EsbundleError:
+            other = "unreadable"
+        raise UsageError(f"{dest}: holds another bundle ({other}); refusing to overwrite it",
+                         hint="copy to an empty directory")
+    if any(dest.iterdir()):
+        raise UsageError(f"{dest}: is not empty and holds no copy of this bundle; refusing to write into it",
+                         hint="copy to an empty directory")
 
 
 def _same(src: Path, dst: Path, entry: object) -> bool:
@@ -114,7 +139,7 @@ def _same(src: Path, dst: Path, entry: object) -> bool:
     return sha256_file(dst) == (stored_sha or sha256_file(src))
 
 
-def _read_back(dest: Path, manifest: Manifest, manifest_bytes: bytes, number: int | None,
+def _read_back(source: Path, dest: Path, manifest: Manifest, number: int | None,
                trusted: Mapping[str, Ed25519PublicKey] | None, on_line: Callable[[str], None],
                report: CopyReport) -> None:
     if trusted:
@@ -122,9 +147,11 @@ def _read_back(dest: Path, manifest: Manifest, manifest_bytes: bytes, number: in
         report.signature_checked = True
         on_line(f"read back {dest}: signature and every byte verified against the trusted key")
         return
-    if (dest / layout.MANIFEST).read_bytes() != manifest_bytes:
-        raise IntegrityError(f"{dest}/{layout.MANIFEST}: differs from the source after the copy")
     problems: list[Problem] = []
+    for name in (layout.MANIFEST, layout.ENVELOPE, layout.VOLUME_LABEL):
+        if name in listed_on(manifest, number) and sha256_file(dest / name) != sha256_file(source / name):
+            problems.append(Problem(name, "read back", "differs from the source after the copy"))
+    problems += file_set_problems(dest, manifest, number)
     for entry in (e for e in manifest.files if e.volume == number):
         problems += check_file(dest, entry)
     if problems:

@@ -150,6 +150,15 @@ def _existing(existing: dict[str, Any] | None, verified: Verified, overrides: Ov
     return "replace", Check("model", f"[{model_id}] holds {described}: will be replaced")
 
 
+def _runtime_checked(cluster: Cluster, verified: Verified, overrides: Overrides, notes: list[str]) -> list[Check]:
+    """The signed compatibility block is data from the publisher: a malformed one is a refusal, not a crash."""
+    try:
+        return _runtime(cluster, verified, overrides, notes)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise PolicyError(f"the manifest's compatibility block cannot be read ({type(exc).__name__}: {exc}); "
+                          "nothing was uploaded", hint="ask the publisher for a bundle written by esbundle") from None
+
+
 def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Overrides) -> Plan:
     why = model_id_problem(model_id)
     if why:
@@ -160,7 +169,7 @@ def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Ov
     notes: list[str] = []
     checks = [Check("reachable", f"{cluster.connection.target}: {cluster.info.get('cluster_name')} "
                     f"({cluster.info.get('cluster_uuid')}), Elasticsearch {version_text(cluster.version)}"),
-              _licence(cluster), _ml_node(cluster), *_runtime(cluster, verified, overrides, notes)]
+              _licence(cluster), _ml_node(cluster), *_runtime_checked(cluster, verified, overrides, notes)]
     existing = get_model(cluster, model_id)
     action, check = _existing(existing, verified, overrides, model_id, notes)
     checks.append(check)

@@ -1,8 +1,9 @@
 """Offline verification of a bundle, in the order of the threat model; it never touches the network.
 
 Each stage either passes (reported through `on_check`) or raises the error class of that stage, listing every
-problem it found (one per file and check). Later stages never run on what an earlier stage refused: nothing is
-decompressed before its stored bytes are authenticated.
+problem it found (one per file and check). Later stages never run on what an earlier stage refused. Each file is
+hashed and decompressed in one streaming pass (window and output capped); its decompressed bytes count only if
+its stored sha256 matches the signed manifest.
 """
 from __future__ import annotations
 
@@ -135,12 +136,30 @@ def structure_problems(manifest: Manifest) -> list[Problem]:
                                 f"{d.total_length} in parts of {d.part_size}"))
     problems += [Problem(e.path, "part size", f"{e.size} bytes, every part but the last must be {d.part_size}")
                  for e in parts[:-1] if e.size != d.part_size]
+    if not layout.MIN_PART_SIZE <= d.part_size <= layout.MAX_PART_SIZE:
+        problems.append(Problem(layout.DEFINITION_DIR, "part size", f"{d.part_size} bytes is outside "
+                                f"{layout.MIN_PART_SIZE}..{layout.MAX_PART_SIZE}"))
+    problems += _size_limit_problems(manifest)
     problems += _volume_problems(manifest)
     if manifest.task_type not in TASK_TYPES:
         problems.append(Problem(layout.MANIFEST, "task type", f"unknown task type {manifest.task_type!r}"))
     why = model_id_problem(manifest.model_id)
     if why:
         problems.append(Problem(layout.MANIFEST, "model id", why))
+    return problems
+
+
+def _size_limit_problems(manifest: Manifest) -> list[Problem]:
+    """Caps on what the loader will hold in memory: a signed manifest may still declare absurd sizes."""
+    limits = {layout.ROLE_CONFIG: layout.MAX_CONFIG_BYTES, layout.ROLE_VOCABULARY: layout.MAX_VOCABULARY_BYTES,
+              layout.ROLE_DEFINITION_PART: layout.MAX_PART_SIZE}
+    problems = []
+    for entry in manifest.files:
+        limit = limits.get(entry.role)
+        # zstd never grows data by more than a small fraction; a stored file much larger than its limit is hostile.
+        if limit is not None and (entry.size > limit or entry.stored_size > limit + limit // 64 + 4096):
+            problems.append(Problem(entry.path, "size limit", f"{max(entry.size, entry.stored_size)} bytes "
+                                    f"exceeds the {limit} byte limit for a {entry.role} file"))
     return problems
 
 

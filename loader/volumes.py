@@ -76,6 +76,9 @@ def _expand(path: Path) -> list[Path]:
         raise LayoutError(f"{path}: not a bundle or volume directory")
     if os.path.lexists(path / layout.VOLUME_LABEL) or os.path.lexists(path / layout.MANIFEST):
         return [path]
+    linked = sorted(p.name for p in path.iterdir() if layout.volume_number(p.name) and p.is_symlink())
+    if linked:
+        raise LayoutError(f"{path}: {', '.join(linked)} is a symbolic link; volumes must be real directories")
     volumes = sorted(p for p in path.iterdir() if layout.volume_number(p.name) and p.is_dir())
     if not volumes:
         raise LayoutError(f"{path}: holds neither a bundle ({layout.MANIFEST}) nor volumes (vol001, ...)")

@@ -39,5 +39,11 @@ def strict_loads(data: bytes) -> Any:
         raise JsonProblem(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except JsonProblem:
+        raise
     except json.JSONDecodeError as exc:
         raise JsonProblem(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise JsonProblem("nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise JsonProblem(f"not acceptable JSON ({exc})") from None
