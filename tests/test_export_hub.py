@@ -109,6 +109,9 @@ def test_private_repository_needs_the_token(hub: HubServer, hf_home: Path, publi
     assert any(auth == f"Bearer {TOKEN}" for _, path, auth in hub.requests if repo.repo_id in path)
     manifest = Manifest.from_bytes((tmp_path / "allowed" / "manifest.json").read_bytes())
     assert manifest.provenance["source"]["revision"] == repo.sha
+    # The token opens the repository; it never lands in the bundle or in anything printed.
+    assert TOKEN not in allowed.stdout + allowed.stderr
+    assert not [p for p in (tmp_path / "allowed").rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
 
 
 def test_unsupported_tokenizer_is_refused_before_the_weights(hub: HubServer, hf_home: Path, publisher: KeyPair,
