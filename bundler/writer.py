@@ -7,7 +7,9 @@ Ed25519 signatures are deterministic, JSON is canonical).
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -197,12 +199,31 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
         verify_bundle(roots, {signing_key.key_id: signing_key.private_key.public_key()}, now=created, progress=False)
         for directory in sorted({p.parent for p in tmp.rglob("*")}, reverse=True):
             _fsync_dir(directory)  # every entry durable before the bundle may appear under its name
-        os.rename(tmp, out)
+        _rename_no_replace(tmp, out)
         _fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _rename_no_replace(source: Path, target: Path) -> None:
+    """Rename, refusing to replace anything at `target`: a plain rename silently replaces an empty directory
+    created there while the bundle was being written. Linux's renameat2(RENAME_NOREPLACE) where available."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_noreplace) == 0:
+            return
+        error = ctypes.get_errno()
+        if error == errno.EEXIST:
+            raise UsageError(f"{target}: appeared while the bundle was written; refusing to replace it")
+        if error not in (errno.EINVAL, errno.ENOSYS):  # not supported by this filesystem: fall back below
+            raise OSError(error, os.strerror(error), str(target))
+    if os.path.lexists(target):
+        raise UsageError(f"{target}: appeared while the bundle was written; refusing to replace it")
+    os.rename(source, target)
 
 
 def _fsync_dir(path: Path) -> None:

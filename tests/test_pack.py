@@ -15,6 +15,7 @@ import pytest
 
 from bundler.writer import write_bundle
 from loader.content import read_verified
+from loader.errors import UsageError
 from loader.format import layout
 from loader.keys import load_trusted_keys
 from loader.verify import verify_bundle
@@ -248,3 +249,14 @@ def test_part_limit_is_enforced_before_writing(tmp_path: Path, keys: Keys) -> No
             part_size=layout.MIN_PART_SIZE,
         )
     assert not (tmp_path / "b").exists()
+
+
+def test_the_final_rename_never_replaces_what_appeared_meanwhile(tmp_path: Path) -> None:
+    from bundler.writer import _rename_no_replace
+
+    (tmp_path / "written").mkdir()
+    (tmp_path / "someone-elses").mkdir()  # an empty directory: a plain rename would silently replace it
+    with pytest.raises(UsageError, match="appeared while the bundle was written"):
+        _rename_no_replace(tmp_path / "written", tmp_path / "someone-elses")
+    _rename_no_replace(tmp_path / "written", tmp_path / "bundle")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "someone-elses"]
