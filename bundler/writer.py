@@ -139,6 +139,11 @@ class Media:
     volume_size: int | None = None
     filesystem: str | None = None
     extra_files: Sequence[tuple[str, Path]] = ()
+    cluster_size: int | None = None
+
+    @property
+    def allocation_unit(self) -> int:
+        return self.cluster_size or layout.DEFAULT_CLUSTER.get(self.filesystem or "", layout.ALLOCATION_UNIT)
 
 
 def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any],
@@ -185,7 +190,8 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
             raise UsageError("files too large for the target filesystem:\n  " + "\n  ".join(too_big),
                              hint="use a smaller --part-size, or a filesystem such as exfat")
         if media.volume_size:
-            placed, count = volumes.assign(manifest.files, media.volume_size, volumes.overhead(manifest))
+            unit = media.allocation_unit
+            placed, count = volumes.assign(manifest.files, media.volume_size, volumes.overhead(manifest, unit), unit)
             manifest = dataclasses.replace(manifest, files=tuple(placed), volumes=count)
         manifest_bytes = manifest.to_bytes()
         envelope_bytes = sign_manifest(manifest_bytes, signing_key)

@@ -152,3 +152,16 @@ def test_an_interrupted_copy_resumes(make_bundle: MakeBundle, keys: Keys, run_cl
     kept = int(resumed.stdout.split("kept ")[1].split()[0])
     assert kept >= done - 1  # a file torn by the kill is copied again, the others are kept
     assert not list(stick.rglob(".*.partial"))
+
+
+def test_volumes_count_files_by_the_filesystems_cluster(make_bundle: MakeBundle, keys: Keys,
+                                                        run_cli: RunCli) -> None:
+    """On exfat (128 KiB clusters by default) a 65 KiB part takes 128 KiB: fewer parts fit a volume."""
+    size = 1 << 20
+    plain = make_bundle(5 * 65536, name="plain", media=Media(volume_size=size))
+    exfat = make_bundle(5 * 65536, name="exfat", media=Media(volume_size=size, filesystem="exfat"))
+    assert len(volumes_of(plain)) == 1 and len(volumes_of(exfat)) == 2
+    for vol in volumes_of(exfat):
+        used = sum(layout.footprint(p.stat().st_size, 128 << 10) for p in vol.rglob("*") if p.is_file())
+        assert used <= size
+    assert run_cli("verify", exfat, "--trusted-key", keys.pub).exit_code == 0

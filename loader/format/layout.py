@@ -44,8 +44,10 @@ LOADER_DIR = "loader"
 # unsigned label (checked against the manifest), and the files the manifest assigns to it.
 VOLUME_LABEL = "volume.json"
 MAX_VOLUMES = 999
-# Bytes a file is counted for when filling a volume: rounded up to this, for the filesystem's allocation units.
+# Bytes a file is counted for when filling a volume: rounded up to the filesystem's allocation unit (cluster).
+# Defaults per filesystem are what formatting tools pick for large media; --cluster-size overrides.
 ALLOCATION_UNIT = 4096
+DEFAULT_CLUSTER = {"fat32": 32 << 10, "exfat": 128 << 10, "ntfs": 4 << 10, "ext4": 4 << 10}
 FILESYSTEM_MAX_FILE = {"fat32": (1 << 32) - 1, "exfat": 1 << 60, "ntfs": 1 << 60, "ext4": 16 << 40}
 
 _PART_RE = re.compile(r"^definition/part-(\d{5})\.zst$")
@@ -63,8 +65,8 @@ def volume_number(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def footprint(size: int) -> int:
-    return -(-size // ALLOCATION_UNIT) * ALLOCATION_UNIT
+def footprint(size: int, unit: int = ALLOCATION_UNIT) -> int:
+    return -(-size // unit) * unit
 
 
 def part_path(index: int) -> str:
