@@ -128,6 +128,36 @@ def cluster_args(tokenizer: Any, family: str, first: str, second: str | None, ma
     return tuple(columns[name] for name in CLUSTER_INPUTS[family])
 
 
+HEADS = {"text_classification": "AutoModelForSequenceClassification",
+         "zero_shot_classification": "AutoModelForSequenceClassification",
+         "text_similarity": "AutoModelForSequenceClassification", "ner": "AutoModelForTokenClassification",
+         "fill_mask": "AutoModelForMaskedLM", "text_expansion": "AutoModelForMaskedLM",
+         "question_answering": "AutoModelForQuestionAnswering", "pass_through": "AutoModel"}
+_ORIGINALS: dict[Path, Any] = {}
+
+
+def original_answer(model_dir: Path, task: str, family: str, args: tuple[Any, ...]) -> Any:
+    """What the original Hugging Face model answers for the cluster's inputs, in the shape the cluster reads
+    (None for embedding tasks: sentence-transformers models are compared with encode in their own test)."""
+    import inspect
+
+    import torch
+    import transformers
+
+    if task not in HEADS:
+        return None
+    if model_dir not in _ORIGINALS:
+        _ORIGINALS[model_dir] = getattr(transformers, HEADS[task]).from_pretrained(str(model_dir)).eval()
+    model = _ORIGINALS[model_dir]
+    named = dict(zip(CLUSTER_INPUTS[family], args, strict=True))
+    accepted = inspect.signature(model.forward).parameters
+    with torch.no_grad():
+        output = model(**{k: v for k, v in named.items() if k in accepted and k != "position_ids"})
+    if task == "question_answering":
+        return torch.stack((output.start_logits, output.end_logits))
+    return output[0]
+
+
 def _case(exported: dict[str, Exported], name: str) -> Exported:
     if name not in exported:
         pytest.skip("bert_ja needs fugashi and ipadic (pip install fugashi==1.5.2 ipadic==1.0.0)")
@@ -196,9 +226,13 @@ def test_reassembled_definition_answers_like_the_samples(name: str, exported: di
         if tokenization.get("do_lower_case"):  # the cluster lowercases (special tokens excepted) when told to
             mask = tokenizer.mask_token or ""
             first = first.lower().replace(mask.lower(), mask) if mask else first.lower()
+        args = cluster_args(tokenizer, family, first, second, tokenization["max_sequence_length"], truncation)
         with torch.no_grad():
-            out = module(*cluster_args(tokenizer, family, first, second, tokenization["max_sequence_length"],
-                                       truncation))
+            out = module(*args)
+        reference = original_answer(item.model_dir, task, family, args)
+        if reference is not None:  # independent of the exporter: the Hugging Face model itself, same inputs
+            assert out.shape == reference.shape, (out.shape, reference.shape)
+            assert torch.allclose(out, reference, atol=1e-4, rtol=1e-4), float((out - reference).abs().max())
         expected = sample["expected"]
         atol = expected["atol"]
         if "prefix" in expected:
