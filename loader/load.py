@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader import receipt as receipts
+from loader import settings
 from loader.cluster import Cluster, Connection
 from loader.compat import version_text
 from loader.deploy import SampleOutcome, StartOptions, smoke_test, start
@@ -54,6 +55,11 @@ def run_load(options: LoadOptions, echo: Echo) -> dict[str, Any]:
     except EsbundleError as exc:
         if "nothing was" not in exc.message:
             exc.message += "; nothing was uploaded"
+        # A refused load is an auditable event too: who tried to load what, where, and why it was refused.
+        receipts.append(receipts.new_receipt(
+            bundle=[str(p) for p in options.bundle], target=options.connection.target,
+            model_id=options.model_id, outcome="refused", error=settings.scrub(exc.message),
+            exit_code=exc.exit_code))
         raise
     for check in plan.checks:
         _line(echo, "cluster")(check)

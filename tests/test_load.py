@@ -105,30 +105,44 @@ def test_8x_and_9x_clusters(version: str, make_bundle: MakeBundle, keys: Keys, r
     assert read_back(server) == definition_sha(bundle)
 
 
+def assert_no_secret_on_disk(state: Path, secret: str) -> None:
+    """Receipts and the resume journal (all under the audit log's folder here) never hold a credential."""
+    written = [p for p in state.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".parts")]
+    assert any(p.name == "receipts.jsonl" for p in written)
+    assert not [p for p in written if secret.encode() in p.read_bytes()]
+
+
 def test_basic_auth_over_https(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli,
-                               standin: Callable[..., StandIn]) -> None:
+                               standin: Callable[..., StandIn], tmp_path: Path) -> None:
     server = standin(user="elastic:s3cret-pw", tls=True)
     bundle = make_bundle()
     ok = run_cli("load", bundle, "--trusted-key", keys.pub, "--url", server.url, "--ca-certs", server.ca_cert,
                  "-u", "elastic", env={"ES_PASSWORD": "s3cret-pw"})
     assert ok.exit_code == 0, ok.output
     assert "s3cret-pw" not in ok.output
+    assert_no_secret_on_disk(tmp_path, "s3cret-pw")
     wrong = run_cli("load", make_bundle(name="b2", model_id="other"), "--trusted-key", keys.pub, "--url", server.url,
                     "--ca-certs", server.ca_cert, "-u", "elastic", "-p", "not-the-password")
     assert wrong.exit_code == 7 and "401" in wrong.stderr and "not-the-password" not in wrong.output
     untrusted_tls = run_cli("load", bundle, "--trusted-key", keys.pub, "--url", server.url, "-u", "elastic",
                             "-p", "s3cret-pw")
     assert untrusted_tls.exit_code == 7 and "did not answer" in untrusted_tls.stderr
+    insecure = run_cli("load", bundle, "--trusted-key", keys.pub, "--url", server.url, "-u", "elastic",
+                       "-p", "s3cret-pw", "--insecure")
+    assert insecure.exit_code == 0, insecure.output
+    assert "WARNING: --insecure: TLS certificates are NOT verified" in insecure.stderr
+    assert_no_secret_on_disk(tmp_path, "s3cret-pw")
 
 
 def test_api_key_from_environment(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli,
-                                  standin: Callable[..., StandIn]) -> None:
+                                  standin: Callable[..., StandIn], tmp_path: Path) -> None:
     server = standin(api_key="loader-key:abc123secret")
     encoded = server.auth_header()["Authorization"].split(" ", 1)[1]
     result = run_cli("load", make_bundle(), "--trusted-key", keys.pub, env={"ES_URL": server.url,
                                                                              "ES_API_KEY": encoded})
     assert result.exit_code == 0, result.output
     assert encoded not in result.output
+    assert_no_secret_on_disk(tmp_path, encoded)
     refused = run_cli("load", make_bundle(), "--trusted-key", keys.pub, "--url", server.url)
     assert refused.exit_code == 7 and "401" in refused.stderr
 
@@ -204,17 +218,18 @@ def wait_for_parts(server: StandIn, at_least: int, timeout: float = 60) -> None:
 
 def test_loader_killed_half_way_then_rerun(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli,
                                            standin: Callable[..., StandIn]) -> None:
-    server = standin(fail="delay=0.02")
+    # 0.1 s a response with 2 in flight: after 6 parts, about 1.2 s of work remain when the kill comes.
+    server = standin(fail="delay=0.1")
     bundle = make_bundle(BIG)
     proc = loader_process(bundle, keys, server.url, "--concurrency", "2")
-    wait_for_parts(server, 10)
+    wait_for_parts(server, 6)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert attempts(server)["parts_stored"] < 31
     result = load(run_cli, bundle, keys, server, "--json")
     assert result.exit_code == 0, result.output
     receipt = json.loads(result.stdout)
-    assert receipt["parts_skipped"] >= 10
+    assert receipt["parts_skipped"] >= 6
     assert read_back(server) == definition_sha(bundle)
     stats = assert_each_part_stored_once(server, 31)
     resent = [p for p, outcomes in stats["outcomes"].items() if "exists" in outcomes]
@@ -244,7 +259,7 @@ def test_cluster_dies_half_way_restarted_then_rerun(make_bundle: MakeBundle, key
 
 def test_part_changed_after_verification_is_never_uploaded(make_bundle: MakeBundle, keys: Keys,
                                                            standin: Callable[..., StandIn]) -> None:
-    server = standin(fail="delay=0.05")
+    server = standin(fail="delay=0.1")  # about 3 s before the loader reaches the last part
     bundle = make_bundle(BIG)
     last = bundle / layout.part_path(30)
     proc = loader_process(bundle, keys, server.url, "--concurrency", "1")
@@ -279,6 +294,9 @@ def test_bad_inputs_leave_the_cluster_unchanged(make_bundle: MakeBundle, keys: K
     before = read_back(server)
     older = load(run_cli, make_bundle(name="v1", bundle_version=1), keys, server)
     assert older.exit_code == 6 and "rollback refused" in older.stderr
+    audit = [json.loads(line) for line in (tmp_path / "receipts.jsonl").read_text().splitlines()]
+    assert audit[-1]["outcome"] == "refused" and "rollback refused" in audit[-1]["error"]
+    assert audit[-1]["exit_code"] == 6 and audit[-1]["user"]
     taken = load(run_cli, make_bundle(name="v3", bundle_version=3), keys, server)
     assert taken.exit_code == 6 and "already held by bundle" in taken.stderr
     assert read_back(server) == before
