@@ -72,6 +72,10 @@ def pack(definition: Path, config_path: Path, vocab_path: Path, signing_key: Pat
         raise ModelError(f"config {config_path}: has no inference_config object")
     task_type = next(iter(config["inference_config"]), "")
     model_id = es_model_id or definition.stem.lower()
+    if not 0 <= expires_in <= 36_500:
+        raise UsageError(f"--expires-in {expires_in}: must be 0 (never) to 36500 days")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UsageError(f"--out {out}: {out.parent} is a file, not a directory")
     if os.path.lexists(out):
         raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
     key = load_signing_key(signing_key)

@@ -60,7 +60,8 @@ def _max_sequence_length(*, override: int | None, st_max_seq_length: int | None,
 def tokenization(family: str, options: dict[str, Any], max_length: int, task: str) -> dict[str, Any]:
     settings = dict(options, max_sequence_length=max_length)
     if task == "question_answering":
-        settings.update(truncate="none", span=QA_SPAN)
+        # Elasticsearch refuses a span that is not below max_sequence_length.
+        settings.update(truncate="none", span=min(QA_SPAN, max_length - 1))
     elif task == "text_similarity":
         settings["truncate"] = "second"
     return {family: settings}

@@ -100,6 +100,9 @@ def derive_es_model_id(source_name: str) -> str:
     return text or "model"
 
 
+MAX_EXPIRES_IN_DAYS = 36_500  # a century; beyond it dates overflow and expiry means nothing
+
+
 def check_options(options: ExportOptions) -> ExportOptions:
     """Refuse contradictory or malformed options before anything is loaded; return them with the task normalised."""
     if (options.hub_model_id is None) == (options.model_dir is None):
@@ -116,6 +119,10 @@ def check_options(options: ExportOptions) -> ExportOptions:
         raise UsageError("--max-model-input-length must be at least 2 tokens")
     if options.bundle_version < 1:
         raise UsageError("--bundle-version must be at least 1")
-    if options.expires_in_days is not None and options.expires_in_days < 1:
-        raise UsageError("--expires-in must be at least 1 day (or 0 on the command line for no expiry)")
+    if options.expires_in_days is not None and not 1 <= options.expires_in_days <= MAX_EXPIRES_IN_DAYS:
+        raise UsageError(f"--expires-in must be 1..{MAX_EXPIRES_IN_DAYS} days (or 0 on the command line for no "
+                         "expiry)")
+    parent = options.out.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"--out {options.out}: {parent} is a file, not a directory")
     return replace(options, task_type=normalise_task_type(options.task_type))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loader import settings
 from loader.content import sha256_file
 from loader.errors import ModelError, UsageError
 
@@ -73,6 +74,7 @@ def _hub_download(hub_model_id: str, revision: str | None, **patterns: Any) -> P
         RevisionNotFoundError,
     )
 
+    settings.register_secret(settings.get("HF_TOKEN"))  # scrubbed from anything the error boundary prints
     what = f"hub model {hub_model_id}" + (f" at revision {revision}" if revision else "")
     try:
         return Path(snapshot_download(hub_model_id, revision=revision, **patterns))

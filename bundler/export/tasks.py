@@ -74,10 +74,14 @@ def read_model_facts(path: Path, *, sentence_transformer: bool) -> ModelFacts:
 
 def facts_from_config(config: dict[str, Any], *, sentence_transformer: bool) -> ModelFacts:
     id2label = config.get("id2label") or {}
-    if id2label:
-        labels = tuple(str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0])))
-    else:  # transformers' default when a config names none
-        labels = tuple(f"LABEL_{i}" for i in range(int(config.get("num_labels", 2))))
+    try:
+        if id2label:
+            labels = tuple(str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0])))
+        else:  # transformers' default when a config names none
+            labels = tuple(f"LABEL_{i}" for i in range(int(config.get("num_labels", 2))))
+    except (AttributeError, TypeError, ValueError):
+        raise ModelError("config.json: id2label must map integer ids to labels, num_labels must be an integer") \
+            from None
     positions = config.get("max_position_embeddings")
     return ModelFacts(architectures=tuple(config.get("architectures") or ()), model_type=str(config["model_type"]),
                       labels=labels, sentence_transformer=sentence_transformer,
@@ -172,9 +176,13 @@ def read_sentence_transformer(root: Path) -> SentenceTransformerLayout | None:
     for name in ("sentence_bert_config.json", "sentence_transformers_config.json"):
         path = transformer_dir / name
         if path.is_file():
-            settings = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                settings = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ModelError(f"{path}: not valid JSON ({exc})") from None
             break
-    max_len = settings.get("max_seq_length")
-    return SentenceTransformerLayout(transformer_dir=transformer_dir,
-                                     max_seq_length=int(max_len) if max_len else None,
+    max_len = settings.get("max_seq_length") if isinstance(settings, dict) else None
+    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+        raise ModelError(f"{transformer_dir}: max_seq_length {max_len!r} is not a positive integer")
+    return SentenceTransformerLayout(transformer_dir=transformer_dir, max_seq_length=max_len or None,
                                      do_lower_case=bool(settings.get("do_lower_case")), modules=kinds)

@@ -133,6 +133,12 @@ def tokenization_options(family: Family, tokenizer: Any, *, st_lowercase: bool =
     if family.name in ("bert", "bert_ja", "mpnet"):
         # sentence-transformers may lowercase the text itself before the tokenizer sees it.
         return {"do_lower_case": lowercases(tokenizer, spec) or st_lowercase}
+    lower = lowercases(tokenizer, spec) or st_lowercase
+    if family.name == "deberta_v2":
+        return {"do_lower_case": lower}
+    if lower:  # Elasticsearch's roberta and xlm_roberta tokenizers have no lower-casing option
+        raise ModelError(f"the model lower-cases its input, which Elasticsearch's {family.name} tokenization "
+                         "cannot do: the cluster's answers would differ from the model's")
     if family.name == "roberta":
         return {"add_prefix_space": adds_prefix_space(tokenizer, spec)}
     return {}

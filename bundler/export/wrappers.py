@@ -148,9 +148,13 @@ def _auto_class(task: str, architectures: tuple[str, ...]) -> Any:
     }[task]
 
 
-def _ignorable(key: str) -> bool:
-    # Buffers rebuilt at load, and BERT's pooler, which no task here reads.
-    return "position_ids" in key or "pooler" in key
+# Tasks whose heads read the pooled output (BERT-style sequence classification): its weights must be there.
+_READS_POOLER = ("text_classification", "zero_shot_classification", "text_similarity")
+
+
+def _ignorable(key: str, task: str) -> bool:
+    # Buffers rebuilt at load; the pooler only where the task's head does not read it.
+    return "position_ids" in key or ("pooler" in key and task not in _READS_POOLER)
 
 
 def load_hf_model(path: Path, task: str, architectures: tuple[str, ...], arity: int) -> LoadedModel:
@@ -158,9 +162,9 @@ def load_hf_model(path: Path, task: str, architectures: tuple[str, ...], arity: 
     cls = _auto_class(task, architectures)
     try:
         model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{path}: cannot load the model for {task} ({exc})") from None
-    missing = sorted(k for k in info.get("missing_keys", ()) if not _ignorable(k))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load the model for {task} ({type(exc).__name__}: {exc})") from None
+    missing = sorted(k for k in info.get("missing_keys", ()) if not _ignorable(k, task))
     if missing:
         raise ModelError(f"{path}: the checkpoint has no weights for {len(missing)} tensor(s) the {task} model "
                          f"needs (e.g. {', '.join(missing[:3])}); they would be random",
@@ -176,8 +180,9 @@ def load_sentence_transformer(path: Path, arity: int, max_seq_length: int) -> Lo
 
     try:
         st_model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{path}: cannot load as a sentence-transformers model ({exc})") from None
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load as a sentence-transformers model ({type(exc).__name__}: {exc})") \
+            from None
     # The cluster truncates at the config's max_sequence_length; the reference must truncate at the same place.
     st_model.max_seq_length = max_seq_length
     st_model.eval()

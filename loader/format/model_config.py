@@ -70,6 +70,11 @@ def config_problems(config: Any, task_type: str) -> list[str]:
             problems.append(f"tokenization {kind!r} is not one of {', '.join(TOKENIZATIONS)}")
         elif isinstance(tok_options, Mapping) and "vocabulary" in tok_options:
             problems.append("tokenization must not carry the vocabulary (it is uploaded separately)")
+        elif isinstance(tok_options, Mapping) and isinstance(tok_options.get("span"), int) and isinstance(
+                tok_options.get("max_sequence_length"), int) and tok_options["span"] >= tok_options[
+                "max_sequence_length"]:
+            problems.append(f"[span] provided [{tok_options['span']}] must not be greater than "
+                            f"[max_sequence_length] provided [{tok_options['max_sequence_length']}]")
     labels = options.get("classification_labels")
     if task == "text_classification" and (not isinstance(labels, list) or len(labels) < 2):
         problems.append("text_classification needs at least 2 classification_labels")
