@@ -211,6 +211,7 @@ class Store:
             "stored": {p: stored[p] for p in order if stored[p]},
             "refused": {p: attempts[p] - stored[p] for p in order if attempts[p] - stored[p]},
             "outcomes": {p: [o for q, o in pairs if q == p] for p in order},
+            "stored_order": [int(p) for p, o in pairs if o == "stored"],  # arrival order of the stored parts
         }
 
     # --- the definition, as Elasticsearch checks it -------------------------------------------
