@@ -37,10 +37,11 @@ def test_minilm_crosses_the_gap_and_answers_like_the_original(
     assert run_cli("verify", bundle, "--trusted-key", keys.pub).exit_code == 0
 
     server = standin(es_version="9.4.0")
-    loaded = run_cli("load", bundle, "--trusted-key", keys.pub, "--url", server.url, "--start", "--json")
+    loaded = run_cli("load", bundle, "--trusted-key", keys.pub, "--url", server.url, "--start", "--wait-for",
+                     "fully_allocated", "--allocations", "1", "--threads", "2", "--json")
     assert loaded.exit_code == 0, loaded.output
     receipt = json.loads(loaded.stdout)
-    assert receipt["outcome"] == "loaded" and receipt["deployment"]
+    assert receipt["outcome"] == "loaded" and receipt["deployment"] == "fully_allocated"
     assert receipt["smoke_test"] and all(sample["ok"] for sample in receipt["smoke_test"])
 
     manifest = Manifest.from_bytes((bundle / "manifest.json").read_bytes())
@@ -49,6 +50,10 @@ def test_minilm_crosses_the_gap_and_answers_like_the_original(
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(traced).hexdigest() == manifest.definition.sha256
 
     client = server.client()
+    (stats,) = client.ml.get_trained_models_stats(model_id="minilm")["trained_model_stats"]
+    deployment = stats["deployment_stats"]
+    assert (deployment["state"], deployment["threads_per_allocation"], deployment["number_of_allocations"]) == (
+        "started", 2, 1)
     answers = [client.ml.infer_trained_model(model_id="minilm", docs=[{"text_field": text}])["inference_results"][0]
                ["predicted_value"] for text in TEXTS]
     expected = st.SentenceTransformer(str(MODEL_DIR), device="cpu").encode(TEXTS)
