@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from loader.errors import IntegrityError, LayoutError, Problem
+from loader.errors import EsbundleError, IntegrityError, LayoutError, Problem
 from loader.format.layout import MAX_ZSTD_WINDOW
 from loader.format.manifest import FileEntry
 
@@ -45,6 +45,17 @@ def open_regular(path: Path) -> Iterator[BinaryIO]:
         raise
     with handle:
         yield handle
+
+
+def read_capped(path: Path, cap: int, missing: EsbundleError) -> bytes:
+    """A small file read whole, before anything is authenticated: refused past `cap` bytes."""
+    if not os.path.lexists(path):
+        raise missing
+    with open_regular(path) as handle:
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        raise LayoutError(f"{path.name}: larger than the {cap} byte limit; refusing to read it")
+    return data
 
 
 class _HashingReader:

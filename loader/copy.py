@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.content import check_file, open_regular, sha256_file
+from loader.content import check_file, open_regular, read_capped, sha256_file
 from loader.errors import EsbundleError, IntegrityError, Problem, UsageError
 from loader.format import layout
 from loader.format.manifest import Manifest
@@ -72,7 +72,8 @@ def copy_bundle(source: Path, dest: Path, trusted: Mapping[str, Ed25519PublicKey
         raise UsageError(f"{source}: give one bundle directory or one volume to copy (several volumes found)",
                          hint="copy each volume to its own medium: esbundle copy BUNDLE/vol001 /media/stick1 ...")
     (number, root), = media.roots.items()
-    manifest_bytes = (root / layout.MANIFEST).read_bytes()
+    manifest_bytes = read_capped(root / layout.MANIFEST, layout.MAX_MANIFEST_BYTES,
+                                 UsageError(f"{root}: holds no {layout.MANIFEST}"))
     manifest = Manifest.from_bytes(manifest_bytes)
     _check_destination(dest, manifest_bytes)
     # The manifest, envelope and label go first: they mark DEST as this bundle's, so an interrupted copy resumes
@@ -119,10 +120,11 @@ def _check_destination(dest: Path, manifest_bytes: bytes) -> None:
             raise UsageError(f"{path}: is a symbolic link; refusing to write through it")
     existing = dest / layout.MANIFEST
     if existing.is_file() and existing.stat().st_size <= layout.MAX_MANIFEST_BYTES:
-        if existing.read_bytes() == manifest_bytes:
+        found = existing.read_bytes()
+        if found == manifest_bytes:
             return
         try:
-            other = Manifest.from_bytes(existing.read_bytes()).bundle_id
+            other = Manifest.from_bytes(found).bundle_id
         except EsbundleError:
             other = "unreadable"
         raise UsageError(f"{dest}: holds another bundle ({other}); refusing to overwrite it",

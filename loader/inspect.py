@@ -10,20 +10,22 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from loader.content import read_capped
 from loader.deployability import GraphFacts, accepting_ranges, allowed_operations
 from loader.errors import LayoutError
 from loader.format import layout
 from loader.format.manifest import Manifest
-from loader.verify import authenticate, read_capped
+from loader.verify import authenticate
 from loader.volumes import locate
 
 
 def describe(root: Path, trusted: Mapping[str, Ed25519PublicKey] | None) -> dict[str, Any]:
+    primary = locate(root).primary
     if trusted:
-        manifest, _, signer, _ = authenticate(locate(root).primary, trusted)
+        manifest, _, signer, _ = authenticate(primary, trusted)
         signature = f"checked: valid, signed by trusted key {signer}"
     else:
-        manifest_bytes = read_capped(locate(root).primary / layout.MANIFEST, layout.MAX_MANIFEST_BYTES,
+        manifest_bytes = read_capped(primary / layout.MANIFEST, layout.MAX_MANIFEST_BYTES,
                                      LayoutError(f"{layout.MANIFEST}: missing"))
         manifest = Manifest.from_bytes(manifest_bytes)
         signature = "NOT checked (no trusted key given); nothing below is authenticated"

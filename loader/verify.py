@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.content import check_file, open_regular, read_verified
+from loader.content import check_file, read_capped, read_verified
 from loader.errors import (
     EsbundleError,
     IncompleteError,
@@ -73,16 +73,6 @@ class Verified:
 
 
 OnCheck = Callable[[Check], None]
-
-
-def read_capped(path: Path, cap: int, missing: EsbundleError) -> bytes:
-    if not os.path.lexists(path):
-        raise missing
-    with open_regular(path) as handle:
-        data = handle.read(cap + 1)
-    if len(data) > cap:
-        raise LayoutError(f"{path.name}: larger than the {cap} byte limit; refusing to read it")
-    return data
 
 
 def authenticate(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, bytes, str, bytes]:

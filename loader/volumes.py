@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loader.content import open_regular
+from loader.content import open_regular, read_capped
 from loader.errors import LayoutError, Problem
 from loader.format import layout
 from loader.format.canonical import JsonProblem, canonical_bytes, strict_loads
@@ -134,10 +134,7 @@ def agreement_problems(media: Media, manifest: Manifest, manifest_bytes: bytes, 
 
 
 def _read(path: Path) -> bytes:
-    if not os.path.lexists(path):
-        raise LayoutError(f"{path}: missing")
-    with open_regular(path) as handle:
-        return handle.read(layout.MAX_ENVELOPE_BYTES + 1)
+    return read_capped(path, layout.MAX_ENVELOPE_BYTES, LayoutError(f"{path}: missing"))
 
 
 def listed_on(manifest: Manifest, number: int | None) -> Iterable[str]:
