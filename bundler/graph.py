@@ -6,12 +6,15 @@ node kinds of every top-level method after inlining, through every sub-block. Ne
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loader.compat import Version, version_text
-from loader.deployability import GraphFacts, accepting_ranges, known_versions, refusal
-from loader.errors import ModelError, PolicyError
+from bundler.stages import StageLog
+from loader.errors import ModelError, PolicyError, UsageError
+from loader.releases.deployability import GraphFacts, accepting_ranges, known_versions, refusal
+from loader.releases.libtorch import Version, parse_version, version_text
 
 _HOOKS = (b"__setstate__", b"__getstate__")
 
@@ -65,29 +68,67 @@ def graph_facts(path: Path) -> GraphFacts:
                       forward_top_level=frozenset(top), state_hooks=has_state_hooks(path), node_count=nodes)
 
 
-def judge(facts: GraphFacts, target: Version | None,
-          allow_unsupported: bool) -> tuple[dict[str, Any], list[str], list[str]]:
-    """Decide, before a bundle is written, whether the target release would deploy it.
+@dataclass(frozen=True)
+class GraphVerdict:
+    """What the archive holds and what the target release would make of it."""
 
-    Returns the manifest's record (facts, the release ranges that would deploy it, any override), notes and
-    warnings to show. A refusal by the target stops the export unless `allow_unsupported` (recorded).
-    """
+    facts: GraphFacts | None  # None: not measured (pack without torch, or not an archive torch can load)
+    record: Mapping[str, Any]  # the manifest's compatibility entries: facts, releases that deploy it, any override
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def report(self, log: StageLog) -> None:
+        for note in self.notes:
+            log.say(f"  {note}")
+        for warning in self.warnings:
+            log.warn(warning)
+
+
+def parse_target(text: str | None) -> Version | None:
+    try:
+        return parse_version(text) if text else None
+    except ValueError as exc:
+        raise UsageError(f"--target-es-version: {exc}") from None
+
+
+def assess(definition: Path, target: Version | None, allow_unsupported: bool, *, required: bool) -> GraphVerdict:
+    """Measure the archive as the cluster will and judge it against the target release (or the newest known).
+
+    A target release that would refuse it stops here unless `allow_unsupported` (recorded). Without a target
+    and not `required` (pack), an archive that cannot be measured is written anyway, with a warning: the loader
+    then cannot check its graph against the cluster before uploading."""
+    try:
+        facts = graph_facts(definition)
+    except ModuleNotFoundError:
+        if target or required:
+            raise UsageError("--target-es-version needs torch to read the model's graph",
+                             hint="pip install torch (the version the cluster runs), or leave out the target") from None
+        return GraphVerdict(None, {}, warnings=("torch is not installed: the graph was not measured, and the loader "
+                                                "cannot check it against the cluster before uploading",))
+    except ModelError as exc:
+        if target or required:
+            raise
+        return GraphVerdict(None, {}, warnings=(f"{exc.message}: the graph was not measured",))
+    return judge(facts, target, allow_unsupported)
+
+
+def judge(facts: GraphFacts, target: Version | None, allow_unsupported: bool) -> GraphVerdict:
+    """Decide, before a bundle is written, whether the target release would deploy it."""
     ranges = accepting_ranges(facts)
     record: dict[str, Any] = {"graph": facts.to_json(), "deploys_on": ranges, "allow_unsupported_ops": False}
-    notes = [f"{len(facts.operations)} operations; releases that would deploy it: {', '.join(ranges) or 'none known'}"]
-    warnings: list[str] = []
+    notes = (f"{len(facts.operations)} operations; releases that would deploy it: {', '.join(ranges) or 'none known'}",)
     if target is None:
         newest = known_versions()[-1]
         reason = refusal(newest, facts)
-        if reason:
-            warnings.append(f"Elasticsearch {version_text(newest)} would refuse to deploy this model: {reason}")
-        return record, notes, warnings
+        warnings = (f"Elasticsearch {version_text(newest)} would refuse to deploy this model: {reason}",) if reason \
+            else ()
+        return GraphVerdict(facts, record, notes, warnings)
     reason = refusal(target, facts)
-    if reason:
-        text = f"Elasticsearch {version_text(target)} would refuse to deploy this model: {reason}"
-        if not allow_unsupported:
-            raise PolicyError(text, hint=f"releases that would deploy it: {', '.join(ranges) or 'none known'}; "
-                              "pass --allow-unsupported-ops to write the bundle anyway (recorded in the manifest)")
-        record.update(allow_unsupported_ops=True, predicted_refusal=reason)
-        warnings.append(f"--allow-unsupported-ops: {text}")
-    return record, notes, warnings
+    if not reason:
+        return GraphVerdict(facts, record, notes)
+    text = f"Elasticsearch {version_text(target)} would refuse to deploy this model: {reason}"
+    if not allow_unsupported:
+        raise PolicyError(text, hint=f"releases that would deploy it: {', '.join(ranges) or 'none known'}; "
+                          "pass --allow-unsupported-ops to write the bundle anyway (recorded in the manifest)")
+    record.update(allow_unsupported_ops=True, predicted_refusal=reason)
+    return GraphVerdict(facts, record, notes, (f"--allow-unsupported-ops: {text}",))

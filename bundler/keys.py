@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loader import settings
 from loader.errors import KeyFileError, UsageError
-from loader.keys import key_id, public_key_pem
+from loader.format.keys import key_id, public_key_pem
 
 
 @dataclass(frozen=True)

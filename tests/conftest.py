@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from bundler.cli import cli
+from bundler.cli.esbundle import cli
 from bundler.keys import KeyPair, SigningKey, generate_keypair, load_signing_key
-from bundler.writer import write_bundle
+from bundler.writer.bundle import write_bundle
 
 pytest_plugins = ["tests.standin.fixture"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loader.compat import parse_version
-from loader.deployability import GraphFacts, accepting_ranges, refusal
+from loader.releases.deployability import GraphFacts, accepting_ranges, refusal
+from loader.releases.libtorch import parse_version
 from tests.conftest import EMBEDDING_CONFIG, TINY_VOCAB, Keys, RunCli
 from tests.standin.fixture import StandIn
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.content import read_verified
+from loader.bundle.content import read_verified
 from loader.format.manifest import Manifest
 from tests.conftest import Keys, RunCli
 from tests.standin.fixture import StandIn

@@ -12,8 +12,8 @@ import pytest
 from click.testing import Result
 
 from bundler.keys import generate_keypair
-from loader.compat import parse_version
 from loader.format.manifest import Manifest
+from loader.releases.libtorch import parse_version
 from tests import models
 from tests.conftest import Keys, RunCli
 
@@ -143,7 +143,7 @@ def test_help_lists_every_option(run_cli: RunCli) -> None:
 
 
 def test_command_module_imports_no_torch() -> None:
-    code = ("import sys, bundler.cli, bundler.export.command; "
+    code = ("import sys, bundler.cli.esbundle; "
             "heavy = [m for m in ('torch', 'transformers', 'huggingface_hub', 'sentence_transformers') "
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -162,7 +162,7 @@ class Absent:
 sys.meta_path.insert(0, Absent())
 sys.argv = ["esbundle", "export", "--model-dir", {str(zoo['classifier'])!r}, "--task-type", "auto",
             "--signing-key", {str(pair.private_path)!r}, "--out", {str(tmp_path / 'b')!r}]
-from bundler.cli import main
+from bundler.cli.esbundle import main
 main()
 """
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

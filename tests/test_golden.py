@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from loader.content import read_verified
-from loader.keys import load_trusted_keys
-from loader.verify import verify_bundle
+from loader.bundle.content import read_verified
+from loader.bundle.trust import load_trusted_keys
+from loader.bundle.verify import verify_bundle
 
 GOLDEN = Path(__file__).parent / "golden"
 

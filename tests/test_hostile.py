@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bundler.writer import Media
+from bundler.writer.travel import Travel
 from loader.format import layout
 from tests.conftest import Keys, MakeBundle, RunCli
 from tests.test_verify import resign
@@ -16,7 +16,7 @@ from tests.test_verify import resign
 
 def esbundle(*args: Any, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESBUNDLE_")}
-    return subprocess.run([sys.executable, "-c", "from bundler.cli import main; main()", *map(str, args)],
+    return subprocess.run([sys.executable, "-c", "from bundler.cli.esbundle import main; main()", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env={**env, "ESBUNDLE_NO_PROGRESS": "1"})
 
 
@@ -84,7 +84,7 @@ def test_copy_read_back_catches_a_stray_file(make_bundle: MakeBundle, run_cli: R
 
 def test_a_volume_that_is_a_link_is_refused(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli,
                                             tmp_path: Path) -> None:
-    bundle = make_bundle(5 * 65536, name="spanning", media=Media(volume_size=180 << 10))
+    bundle = make_bundle(5 * 65536, name="spanning", travel=Travel(volume_size=180 << 10))
     moved = tmp_path / "elsewhere"
     (bundle / "vol002").rename(moved)
     os.symlink(moved, bundle / "vol002")

@@ -203,7 +203,7 @@ def test_connection_dropped_mid_part(make_bundle: MakeBundle, keys: Keys, run_cl
 
 
 def loader_process(bundle: Path, keys: Keys, url: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", "from bundler.cli import main; main()", "load", str(bundle),
+    return subprocess.Popen([sys.executable, "-c", "from bundler.cli.esbundle import main; main()", "load", str(bundle),
                              "--trusted-key", str(keys.pub), "--url", url, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bundler.writer import write_bundle
-from loader.content import read_verified
+from bundler.writer.bundle import write_bundle
+from loader.bundle.content import read_verified
+from loader.bundle.trust import load_trusted_keys
+from loader.bundle.verify import verify_bundle
 from loader.errors import UsageError
 from loader.format import layout
-from loader.keys import load_trusted_keys
-from loader.verify import verify_bundle
 from tests.conftest import EMBEDDING_CONFIG, FIXED_TIME, TINY_VOCAB, Keys, RunCli, random_file
 
 
@@ -102,7 +102,7 @@ def test_a_killed_writer_never_leaves_a_complete_looking_bundle(tmp_path: Path, 
         [
             sys.executable,
             "-c",
-            "from bundler.cli import main; main()",
+            "from bundler.cli.esbundle import main; main()",
             "pack",
             "--definition",
             str(definition),
@@ -252,11 +252,11 @@ def test_part_limit_is_enforced_before_writing(tmp_path: Path, keys: Keys) -> No
 
 
 def test_the_final_rename_never_replaces_what_appeared_meanwhile(tmp_path: Path) -> None:
-    from bundler.writer import _rename_no_replace
+    from bundler.writer.files import rename_no_replace
 
     (tmp_path / "written").mkdir()
     (tmp_path / "someone-elses").mkdir()  # an empty directory: a plain rename would silently replace it
     with pytest.raises(UsageError, match="appeared while the bundle was written"):
-        _rename_no_replace(tmp_path / "written", tmp_path / "someone-elses")
-    _rename_no_replace(tmp_path / "written", tmp_path / "bundle")
+        rename_no_replace(tmp_path / "written", tmp_path / "someone-elses")
+    rename_no_replace(tmp_path / "written", tmp_path / "bundle")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "someone-elses"]

@@ -19,10 +19,10 @@ import pytest
 import zstandard
 
 from bundler.sign import sign_manifest
+from loader.bundle.trust import load_trusted_keys
+from loader.bundle.verify import verify_bundle
 from loader.format import layout
 from loader.format.canonical import canonical_bytes, strict_loads
-from loader.keys import load_trusted_keys
-from loader.verify import verify_bundle
 from tests.conftest import Keys, MakeBundle, RunCli
 
 SIGNATURE, INTEGRITY, LAYOUT, POLICY = 3, 4, 5, 6

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bundler.volumes import filesystem_problems
-from bundler.writer import Media
+from bundler.writer.travel import Travel
+from bundler.writer.volumes import filesystem_problems
 from loader.format import layout
 from loader.format.manifest import FileEntry
 from tests.conftest import Keys, MakeBundle, RunCli, random_file
@@ -23,7 +23,7 @@ def volumes_of(bundle: Path) -> list[Path]:
 
 @pytest.fixture
 def spanning(make_bundle: MakeBundle) -> Path:
-    return make_bundle(5 * 65536, name="spanning", media=Media(volume_size=VOLUME))
+    return make_bundle(5 * 65536, name="spanning", travel=Travel(volume_size=VOLUME))
 
 
 def test_a_bundle_spans_three_self_describing_volumes(spanning: Path, keys: Keys, run_cli: RunCli) -> None:
@@ -53,7 +53,7 @@ def test_each_medium_checked_as_it_arrives(spanning: Path, keys: Keys, run_cli: 
 
 def test_a_volume_from_another_bundle_is_refused(spanning: Path, make_bundle: MakeBundle, keys: Keys,
                                                  run_cli: RunCli) -> None:
-    other = make_bundle(5 * 65536, name="other", media=Media(volume_size=VOLUME))
+    other = make_bundle(5 * 65536, name="other", travel=Travel(volume_size=VOLUME))
     vol1, vol2, _ = volumes_of(spanning)
     result = run_cli("verify", vol1, vol2, volumes_of(other)[2], "--trusted-key", keys.pub)
     assert result.exit_code == 5, result.output
@@ -152,8 +152,8 @@ def test_volumes_count_files_by_the_filesystems_cluster(make_bundle: MakeBundle,
                                                         run_cli: RunCli) -> None:
     """On exfat (128 KiB clusters by default) a 65 KiB part takes 128 KiB: fewer parts fit a volume."""
     size = 1 << 20
-    plain = make_bundle(5 * 65536, name="plain", media=Media(volume_size=size))
-    exfat = make_bundle(5 * 65536, name="exfat", media=Media(volume_size=size, filesystem="exfat"))
+    plain = make_bundle(5 * 65536, name="plain", travel=Travel(volume_size=size))
+    exfat = make_bundle(5 * 65536, name="exfat", travel=Travel(volume_size=size, filesystem="exfat"))
     assert len(volumes_of(plain)) == 1 and len(volumes_of(exfat)) == 2
     for vol in volumes_of(exfat):
         used = sum(layout.footprint(p.stat().st_size, 128 << 10) for p in vol.rglob("*") if p.is_file())

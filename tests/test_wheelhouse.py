@@ -21,7 +21,7 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from bundler.wheelhouse import WheelhouseFile, build_wheelhouse
+from bundler.writer.wheelhouse import WheelhouseFile, build_wheelhouse
 from loader.errors import UsageError
 from tests.conftest import EMBEDDING_CONFIG, TINY_VOCAB, Keys, MakeBundle, RunCli
 from tests.standin.fixture import StandIn

@@ -1,56 +1,40 @@
 """What an export is asked to do (`ExportOptions`) and what it did (`ExportResult`).
 
 Plain data and the pure checks on it, nothing heavy: this module is imported by the CLI on the offline install,
-where torch is absent, so it must import nothing beyond the standard library and `loader`.
+where torch is absent, so it must import nothing beyond the standard library, `loader` and `bundler.options`.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bundler.options import BundleOptions, check_bundle_options
+from bundler.stages import StageTime
 from loader.errors import UsageError
-from loader.format.layout import DEFAULT_PART_SIZE
-from loader.format.model_config import MAX_MODEL_ID_LEN, TASK_TYPES, model_id_problem
+from loader.format.model_config import MAX_MODEL_ID_LEN, TASK_TYPES
 
 AUTO = "auto"
 TASK_CHOICES = (*TASK_TYPES, AUTO)
-DEFAULT_EXPIRES_IN_DAYS = 365
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExportOptions:
+class ExportOptions(BundleOptions):
     """One export. Exactly one of `hub_model_id` and `model_dir` names the source."""
 
-    signing_key: Path
-    out: Path
     task_type: str = AUTO
     hub_model_id: str | None = None
     revision: str | None = None
     model_dir: Path | None = None
-    es_model_id: str | None = None
     quantize: bool = False
     max_model_input_length: int | None = None
     ingest_prefix: str | None = None
     search_prefix: str | None = None
-    target_es_version: str | None = None
     allow_newer_torch: bool = False
-    allow_unsupported_ops: bool = False
-    part_size: int = DEFAULT_PART_SIZE
-    bundle_version: int = 1
-    expires_in_days: int | None = DEFAULT_EXPIRES_IN_DAYS
-    # How the bundle travels (see bundler.media): volumes, filesystem, the loader's wheelhouse.
-    travel: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class StageTime:
-    name: str
-    seconds: float
-
-
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ExportResult:
     """The outcome, as printed by `esbundle export` (`to_json` is the `--json` document)."""
 
@@ -65,8 +49,8 @@ class ExportResult:
     trace_check: dict[str, Any]
     compatibility: dict[str, Any]
     quantized: bool
-    stages: list[StageTime] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    stages: tuple[StageTime, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -100,9 +84,6 @@ def derive_es_model_id(source_name: str) -> str:
     return text or "model"
 
 
-MAX_EXPIRES_IN_DAYS = 36_500  # a century; beyond it dates overflow and expiry means nothing
-
-
 def check_options(options: ExportOptions) -> ExportOptions:
     """Refuse contradictory or malformed options before anything is loaded; return them with the task normalised."""
     if (options.hub_model_id is None) == (options.model_dir is None):
@@ -111,18 +92,7 @@ def check_options(options: ExportOptions) -> ExportOptions:
         raise UsageError("--revision applies to --hub-model-id only")
     if options.hub_model_id is not None and not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", options.hub_model_id):
         raise UsageError(f"--hub-model-id {options.hub_model_id!r} is not a hub repository id (ORG/NAME)")
-    if options.es_model_id is not None:
-        why = model_id_problem(options.es_model_id)
-        if why:
-            raise UsageError(f"--es-model-id: {why}")
     if options.max_model_input_length is not None and options.max_model_input_length < 2:
         raise UsageError("--max-model-input-length must be at least 2 tokens")
-    if options.bundle_version < 1:
-        raise UsageError("--bundle-version must be at least 1")
-    if options.expires_in_days is not None and not 1 <= options.expires_in_days <= MAX_EXPIRES_IN_DAYS:
-        raise UsageError(f"--expires-in must be 1..{MAX_EXPIRES_IN_DAYS} days (or 0 on the command line for no "
-                         "expiry)")
-    parent = options.out.parent
-    if parent.exists() and not parent.is_dir():
-        raise UsageError(f"--out {options.out}: {parent} is a file, not a directory")
+    check_bundle_options(options)
     return replace(options, task_type=normalise_task_type(options.task_type))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loader import settings
-from loader.content import sha256_file
+from loader.bundle.content import sha256_file
 from loader.errors import ModelError, UsageError
 
 # Configs, tokenizer files (vocab.txt, merges.txt, vocab.json, sentencepiece models), sentence-transformers

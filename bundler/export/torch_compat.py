@@ -4,7 +4,7 @@ Elasticsearch's native process embeds one libtorch per release. A model saved by
 then fails at deployment, inside the closed network; so with `--target-es-version` an export with a newer torch
 is refused (unless `--allow-newer-torch`, which the manifest records), and without one the export warns once.
 The facts and the native process's own checks (file version, state hooks, operation allowlist) live on the
-offline side (`loader.compat`, `loader.deployability`) so that export predicts exactly what load will refuse.
+offline side (`loader.releases`) so that export predicts exactly what load will refuse.
 Pure functions: the torch version is passed in, so the policy is decided before torch is even imported.
 """
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loader.compat import (
+from loader.errors import PolicyError, UsageError
+from loader.releases.deployability import GraphFacts
+from loader.releases.libtorch import (
     Version,
     libtorch_for,
     oldest_release_with_libtorch_at_least,
@@ -21,8 +23,6 @@ from loader.compat import (
     torch_version,
     version_text,
 )
-from loader.deployability import GraphFacts
-from loader.errors import PolicyError, UsageError
 
 # Config features and the release that introduced them (older clusters refuse the field).
 FEATURE_MIN_ES = {"prefix_strings": (8, 12, 0), "embedding_size": (8, 8, 0)}
@@ -103,7 +103,7 @@ def min_es_version(torch_text: str, file_version: int | None, features: set[str]
     A later release line may run an older libtorch (9.0 after 8.19.8), so the loader also compares
     `required_libtorch` and the graph facts with the cluster's own.
     """
-    from loader.compat import max_file_version
+    from loader.releases.libtorch import max_file_version
 
     ours = torch_version(torch_text)
     candidates = sorted({r.libtorch for r in releases()}, key=torch_version)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.errors import SignatureError
+from loader.errors import NoTrustedKeyError, SignatureError, UntrustedSignerError
 from loader.format.canonical import JsonProblem, canonical_bytes, strict_loads
 from loader.format.layout import ENVELOPE
 
@@ -75,8 +75,7 @@ def verify_envelope(envelope: Envelope, expected_type: str, trusted: Mapping[str
     if envelope.payload_type != expected_type:
         raise SignatureError(f"{ENVELOPE}: payloadType is {envelope.payload_type!r}, expected {expected_type!r}")
     if not trusted:
-        raise SignatureError("no trusted public key was given",
-                             hint="pass --trusted-key PUB or set ESBUNDLE_TRUSTED_KEYS")
+        raise NoTrustedKeyError("no trusted public key was given")
     message = pae(envelope.payload_type, envelope.payload)
     hinted = [s.keyid for s in envelope.signatures]
     order = sorted(trusted, key=lambda k: k not in hinted)
@@ -88,8 +87,6 @@ def verify_envelope(envelope: Envelope, expected_type: str, trusted: Mapping[str
                 continue
             return key_id
     if not any(k in trusted for k in hinted):
-        raise SignatureError(
-            f"{ENVELOPE}: signed by key {', '.join(h[:16] for h in hinted)}, which is not among the "
-            f"{len(trusted)} trusted key(s)",
-            hint="pin the publisher's public key with --trusted-key, after checking its key id out of band")
+        raise UntrustedSignerError(f"{ENVELOPE}: signed by key {', '.join(h[:16] for h in hinted)}, which is not "
+                                   f"among the {len(trusted)} trusted key(s)")
     raise SignatureError(f"{ENVELOPE}: the signature does not match the manifest (tampered or corrupted)")

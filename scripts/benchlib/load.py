@@ -22,9 +22,9 @@ from typing import Any
 from benchlib.ceiling import ceiling
 from benchlib.common import VENV_BIN, Run, eland_python, measure, summary, write_random
 from benchlib.standin import StandIn
-from loader.content import read_verified
+from bundler.cli.sizes import parse_size
+from loader.bundle.content import read_verified
 from loader.format.manifest import Manifest
-from loader.units import parse_size
 
 ELAND_UPLOAD = """
 import sys

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from benchlib.common import VENV_BIN, measure, summary, warm, write_random
-from loader.units import parse_size
+from bundler.cli.sizes import parse_size
 
 
 def build(workdir: Path, size: int) -> tuple[Path, Path]:

@@ -12,10 +12,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from bundler.writer.files import write_durable
 from loader.errors import UsageError
 from loader.format import layout
 from loader.format.manifest import FileEntry, Manifest
-from loader.volumes import label_bytes
+from loader.format.volume_label import label_bytes
 
 # The envelope is base64 of the manifest plus the signature and a little JSON.
 _ENVELOPE_SLACK = 1024
@@ -84,10 +85,7 @@ def lay_out(tmp: Path, manifest: Manifest, manifest_bytes: bytes, envelope_bytes
     for number, directory in enumerate(dirs, start=1):
         for name, data in ((layout.MANIFEST, manifest_bytes), (layout.ENVELOPE, envelope_bytes),
                            (layout.VOLUME_LABEL, label_bytes(manifest, number))):
-            with open(directory / name, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            write_durable(directory / name, data)
     for leftover in (tmp / layout.DEFINITION_DIR, tmp / layout.LOADER_DIR):
         if leftover.is_dir():
             for sub in sorted(leftover.rglob("*"), reverse=True):

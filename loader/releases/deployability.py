@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loader.compat import Version, _data, libtorch_for, max_file_version, parse_version, releases, version_text
+from loader.releases.libtorch import (
+    Version,
+    _data,
+    libtorch_for,
+    max_file_version,
+    parse_version,
+    releases,
+    version_text,
+)
 
 
 @dataclass(frozen=True)

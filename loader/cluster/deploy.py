@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loader.cluster import Cluster
+from loader.cluster.client import Cluster
 from loader.errors import ClusterError
 
 STARTED_STATES = ("started", "fully_allocated")

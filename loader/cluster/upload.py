@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from loader.cluster import Cluster
-from loader.content import read_verified
+from loader.bundle.content import read_verified
+from loader.bundle.verify import Verified
+from loader.cluster.client import Cluster
+from loader.cluster.journal import Journal
 from loader.errors import ClusterError
 from loader.format import layout
 from loader.format.canonical import strict_loads
+from loader.format.cluster_metadata import METADATA_KEY
 from loader.format.manifest import FileEntry
-from loader.journal import Journal
-from loader.preflight import METADATA_KEY, bundle_metadata
 from loader.progress import Progress
-from loader.verify import Verified
 
 ALREADY_EXISTS = "resource_already_exists_exception"
 
@@ -65,7 +65,7 @@ def _already_exists(exc: Exception) -> bool:
 def put_config(cluster: Cluster, verified: Verified, model_id: str) -> None:
     entry = _entry(verified, layout.ROLE_CONFIG)
     config = dict(strict_loads(read_verified(verified.root_of(entry), entry)))
-    config["metadata"] = {**(config.get("metadata") or {}), METADATA_KEY: bundle_metadata(verified)}
+    config["metadata"] = {**(config.get("metadata") or {}), METADATA_KEY: verified.cluster_metadata()}
     cluster.call(f"create model [{model_id}]", lambda c: c.ml.put_trained_model(model_id=model_id, **config))
 
 
@@ -186,7 +186,7 @@ class PartUploader:
 def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool, journal: Journal,
            concurrency: int, progress: bool | None) -> tuple[UploadStats, dict[str, Any]]:
     """Config (when creating), vocabulary, parts; then confirm `fully_defined`. Returns stats and the model."""
-    from loader.preflight import get_model
+    from loader.cluster.preflight import get_model
 
     stats = UploadStats()
     if create:

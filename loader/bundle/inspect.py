@@ -10,13 +10,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.content import read_capped
-from loader.deployability import GraphFacts, accepting_ranges, allowed_operations
+from loader.bundle.content import read_capped
+from loader.bundle.verify import authenticate
+from loader.bundle.volumes import locate
 from loader.errors import LayoutError
 from loader.format import layout
 from loader.format.manifest import Manifest
-from loader.verify import authenticate
-from loader.volumes import locate
+from loader.releases.deployability import GraphFacts, accepting_ranges, allowed_operations
 
 
 def describe(root: Path, trusted: Mapping[str, Ed25519PublicKey] | None) -> dict[str, Any]:

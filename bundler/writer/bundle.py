@@ -7,9 +7,7 @@ Ed25519 signatures are deterministic, JSON is canonical).
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import errno
 import hashlib
 import json
 import math
@@ -18,6 +16,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,10 +24,13 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from bundler import volumes
 from bundler.keys import SigningKey
 from bundler.sign import sign_manifest
+from bundler.writer import volumes
+from bundler.writer.files import fsync_dir, fsync_tree, rename_no_replace, write_durable
+from bundler.writer.travel import Travel
 from loader import __version__, settings
+from loader.bundle.verify import verify_bundle
 from loader.errors import ModelError, UsageError
 from loader.format import layout
 from loader.format.canonical import canonical_bytes
@@ -40,7 +42,6 @@ from loader.format.model_config import (
     tokenization_kind,
     vocabulary_problems,
 )
-from loader.verify import verify_bundle
 
 ZSTD_LEVEL = 3
 _WINDOW = 8  # parts compressed at once: bounds memory to a few parts
@@ -74,15 +75,6 @@ def _chunks(handle: BinaryIO, size: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _write_file(root: Path, rel: str, data: bytes) -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _write_parts(tmp: Path, definition: Path, part_size: int) -> tuple[list[FileEntry], str, int]:
     """Cut the definition into parts, compress several at once, write in order; return entries and whole sha256."""
     whole, entries, total = hashlib.sha256(), [], 0
@@ -94,13 +86,24 @@ def _write_parts(tmp: Path, definition: Path, part_size: int) -> tuple[list[File
             pending.append(pool.submit(_pack, layout.part_path(index), layout.ROLE_DEFINITION_PART, chunk, True, index))
             if len(pending) >= _WINDOW:
                 stored = pending.pop(0).result()
-                _write_file(tmp, stored.entry.path, stored.data)
+                write_durable(tmp / stored.entry.path, stored.data)
                 entries.append(stored.entry)
         for future in pending:
             stored = future.result()
-            _write_file(tmp, stored.entry.path, stored.data)
+            write_durable(tmp / stored.entry.path, stored.data)
             entries.append(stored.entry)
     return entries, whole.hexdigest(), total
+
+
+def check_identity(model_id: str | None, bundle_version: int, part_size: int) -> None:
+    """The model id, bundle version and part size the bundle will carry (a model id of None: not known yet)."""
+    why = model_id_problem(model_id) if model_id is not None else None
+    if why:
+        raise UsageError(f"--es-model-id: {why}")
+    if bundle_version < 1:
+        raise UsageError("--bundle-version must be at least 1")
+    if not layout.MIN_PART_SIZE <= part_size <= layout.MAX_PART_SIZE:
+        raise UsageError(f"--part-size {part_size} is outside {layout.MIN_PART_SIZE}..{layout.MAX_PART_SIZE} bytes")
 
 
 def check_inputs(*, definition: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any], model_id: str,
@@ -108,13 +111,7 @@ def check_inputs(*, definition: Path, config: Mapping[str, Any], vocabulary: Map
     """Refuse, before writing anything, what verify or the cluster would refuse later."""
     if task_type not in TASK_TYPES:
         raise UsageError(f"task type {task_type!r} is not one of {', '.join(TASK_TYPES)}")
-    why = model_id_problem(model_id)
-    if why:
-        raise UsageError(f"--es-model-id: {why}")
-    if bundle_version < 1:
-        raise UsageError("--bundle-version must be at least 1")
-    if not layout.MIN_PART_SIZE <= part_size <= layout.MAX_PART_SIZE:
-        raise UsageError(f"--part-size {part_size} is outside {layout.MIN_PART_SIZE}..{layout.MAX_PART_SIZE} bytes")
+    check_identity(model_id, bundle_version, part_size)
     if not definition.is_file():
         raise UsageError(f"definition {definition}: not a file")
     total = definition.stat().st_size
@@ -131,110 +128,99 @@ def check_inputs(*, definition: Path, config: Mapping[str, Any], vocabulary: Map
         raise ModelError("the model's files would be refused by Elasticsearch:\n  " + "\n  ".join(problems))
 
 
-@dataclass(frozen=True)
-class Media:
-    """How the bundle travels: cut into volumes of at most `volume_size` bytes, on a filesystem whose file size
-    limit must be respected, with the offline tool's wheelhouse (`extra_files`: bundle path -> source file)."""
-
-    volume_size: int | None = None
-    filesystem: str | None = None
-    extra_files: Sequence[tuple[str, Path]] = ()
-    cluster_size: int | None = None
-
-    @property
-    def allocation_unit(self) -> int:
-        return self.cluster_size or layout.DEFAULT_CLUSTER.get(self.filesystem or "", layout.ALLOCATION_UNIT)
-
-
 def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any],
                  signing_key: SigningKey, model_id: str, task_type: str, bundle_version: int = 1,
                  expires_in_days: int | None = 365, part_size: int = layout.DEFAULT_PART_SIZE,
                  provenance: Mapping[str, Any] | None = None, samples: Sequence[Mapping[str, Any]] = (),
                  compatibility: Mapping[str, Any] | None = None, created_at: datetime | None = None,
-                 media: Media | None = None) -> Manifest:
+                 travel: Travel | None = None) -> Manifest:
     """Write a signed bundle at `out` (which must not exist) and return its manifest."""
-    media = media or Media()
-    if os.path.lexists(out):
-        raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
+    travel = travel or Travel()
+    refuse_existing(out)
     check_inputs(definition=definition, config=config, vocabulary=vocabulary, model_id=model_id,
                  task_type=task_type, bundle_version=bundle_version, part_size=part_size)
     created = creation_time(created_at)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with _staging(out) as tmp:
         parts, whole_sha256, total = _write_parts(tmp, definition, part_size)
-        config_bytes = (json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        others = [_pack(layout.CONFIG, layout.ROLE_CONFIG, config_bytes, False),
-                  _pack(layout.VOCABULARY, layout.ROLE_VOCABULARY, canonical_bytes(vocabulary), True)]
-        others += [_pack(path, layout.ROLE_LOADER, source.read_bytes(), False) for path, source in media.extra_files]
-        for stored in others:
-            _write_file(tmp, stored.entry.path, stored.data)
-        files = tuple(parts + [s.entry for s in others])
-        identity = canonical_bytes({"model_id": model_id, "bundle_version": bundle_version,
-                                    "created_at": format_time(created), "definition": whole_sha256,
-                                    "files": [e.stored_sha256 for e in files], "signer": signing_key.key_id})
+        files = tuple(parts) + _write_others(tmp, config, vocabulary, travel.extra_files)
         manifest = Manifest(
-            schema=SCHEMA_V1, bundle_id=str(uuid.UUID(bytes=hashlib.sha256(identity).digest()[:16], version=4)),
-            model_id=model_id, task_type=task_type, bundle_version=bundle_version,
-            created_at=format_time(created),
+            schema=SCHEMA_V1, bundle_id=_bundle_id(model_id, bundle_version, created, whole_sha256, files,
+                                                   signing_key.key_id),
+            model_id=model_id, task_type=task_type, bundle_version=bundle_version, created_at=format_time(created),
             expires_at=format_time(created + timedelta(days=expires_in_days)) if expires_in_days else None,
             signer_key_id=signing_key.key_id,
             definition=Definition(total_length=total, part_size=part_size, part_count=len(parts), sha256=whole_sha256),
             files=files, tools={"esbundle": __version__, "format": SCHEMA_V1},
             provenance=dict(provenance or {}), samples=tuple(samples), compatibility=dict(compatibility or {}),
         )
-        too_big = volumes.filesystem_problems(manifest.files, media.filesystem)
-        if too_big:
-            raise UsageError("files too large for the target filesystem:\n  " + "\n  ".join(too_big),
-                             hint="use a smaller --part-size, or a filesystem such as exfat")
-        if media.volume_size:
-            unit = media.allocation_unit
-            placed, count = volumes.assign(manifest.files, media.volume_size, volumes.overhead(manifest, unit), unit)
-            manifest = dataclasses.replace(manifest, files=tuple(placed), volumes=count)
-        manifest_bytes = manifest.to_bytes()
-        envelope_bytes = sign_manifest(manifest_bytes, signing_key)
-        if media.volume_size:
-            roots: list[Path] = volumes.lay_out(tmp, manifest, manifest_bytes, envelope_bytes)
-        else:
-            _write_file(tmp, layout.MANIFEST, manifest_bytes)
-            _write_file(tmp, layout.ENVELOPE, envelope_bytes)
-            roots = [tmp]
+        manifest = _place_on_volumes(manifest, travel)
+        roots = _sign_and_lay_out(tmp, manifest, signing_key)
         # Prove the bundle with the offline side's own verifier before it is allowed to exist.
         verify_bundle(roots, {signing_key.key_id: signing_key.private_key.public_key()}, now=created, progress=False)
-        for directory in sorted({p.parent for p in tmp.rglob("*")}, reverse=True):
-            _fsync_dir(directory)  # every entry durable before the bundle may appear under its name
-        _rename_no_replace(tmp, out)
-        _fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        fsync_tree(tmp)  # every entry durable before the bundle may appear under its name
+        rename_no_replace(tmp, out)
+        fsync_dir(out.parent)
     return manifest
 
 
-def _rename_no_replace(source: Path, target: Path) -> None:
-    """Rename, refusing to replace anything at `target`: a plain rename silently replaces an empty directory
-    created there while the bundle was being written. Linux's renameat2(RENAME_NOREPLACE) where available."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is not None:
-        at_fdcwd, rename_noreplace = -100, 1
-        if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_noreplace) == 0:
-            return
-        error = ctypes.get_errno()
-        if error == errno.EEXIST:
-            raise UsageError(f"{target}: appeared while the bundle was written; refusing to replace it")
-        if error not in (errno.EINVAL, errno.ENOSYS):  # not supported by this filesystem: fall back below
-            raise OSError(error, os.strerror(error), str(target))
-    if os.path.lexists(target):
-        raise UsageError(f"{target}: appeared while the bundle was written; refusing to replace it")
-    os.rename(source, target)
+def refuse_existing(out: Path) -> None:
+    if os.path.lexists(out):
+        raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+@contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A hidden directory beside `out`, removed if anything fails before the bundle is renamed into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_others(tmp: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any],
+                  extra_files: Sequence[tuple[str, Path]]) -> tuple[FileEntry, ...]:
+    """The config (raw, readable), the vocabulary (compressed) and the loader's wheelhouse (raw)."""
+    config_bytes = (json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    others = [_pack(layout.CONFIG, layout.ROLE_CONFIG, config_bytes, False),
+              _pack(layout.VOCABULARY, layout.ROLE_VOCABULARY, canonical_bytes(vocabulary), True)]
+    others += [_pack(path, layout.ROLE_LOADER, source.read_bytes(), False) for path, source in extra_files]
+    for stored in others:
+        write_durable(tmp / stored.entry.path, stored.data)
+    return tuple(s.entry for s in others)
+
+
+def _bundle_id(model_id: str, bundle_version: int, created: datetime, definition_sha256: str,
+               files: Sequence[FileEntry], signer: str) -> str:
+    """Derived from everything that makes the bundle what it is: the same inputs give the same id."""
+    identity = canonical_bytes({"model_id": model_id, "bundle_version": bundle_version,
+                                "created_at": format_time(created), "definition": definition_sha256,
+                                "files": [e.stored_sha256 for e in files], "signer": signer})
+    return str(uuid.UUID(bytes=hashlib.sha256(identity).digest()[:16], version=4))
+
+
+def _place_on_volumes(manifest: Manifest, travel: Travel) -> Manifest:
+    too_big = volumes.filesystem_problems(manifest.files, travel.filesystem)
+    if too_big:
+        raise UsageError("files too large for the target filesystem:\n  " + "\n  ".join(too_big),
+                         hint="use a smaller --part-size, or a filesystem such as exfat")
+    if not travel.volume_size:
+        return manifest
+    unit = travel.allocation_unit
+    placed, count = volumes.assign(manifest.files, travel.volume_size, volumes.overhead(manifest, unit), unit)
+    return dataclasses.replace(manifest, files=tuple(placed), volumes=count)
+
+
+def _sign_and_lay_out(tmp: Path, manifest: Manifest, signing_key: SigningKey) -> list[Path]:
+    """Sign the manifest's canonical bytes; write them and the envelope (into every volume when there are some)."""
+    manifest_bytes = manifest.to_bytes()
+    envelope_bytes = sign_manifest(manifest_bytes, signing_key)
+    if manifest.volumes:
+        return volumes.lay_out(tmp, manifest, manifest_bytes, envelope_bytes)
+    write_durable(tmp / layout.MANIFEST, manifest_bytes)
+    write_durable(tmp / layout.ENVELOPE, envelope_bytes)
+    return [tmp]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loader import settings
-from loader.content import sha256_file
+from loader.bundle.content import sha256_file
 from loader.errors import EsbundleError, UsageError
 from loader.format.layout import path_problems
 

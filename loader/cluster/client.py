@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from loader.compat import Version, parse_version
 from loader.errors import ClusterError, UsageError
+from loader.releases.libtorch import Version, parse_version
 
 T = TypeVar("T")
 RETRY_STATUSES = (429, 502, 503, 504)

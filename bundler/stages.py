@@ -1,4 +1,4 @@
-"""Stage progress for an export: one line on stderr when a stage starts and one when it ends, with its time.
+"""Stage progress for export and pack: one line on stderr when a stage starts and one when it ends, with its time.
 
 Exports take seconds to minutes and run mostly inside torch, so a byte counter (loader.progress) does not fit;
 plain lines do, and they stay readable in CI logs. Never stdout: that is for the result and `--json`.
@@ -9,11 +9,16 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TextIO
 
-from bundler.export.options import StageTime
-
 STAGES = ("resolve", "load", "trace", "check", "write")
+
+
+@dataclass(frozen=True)
+class StageTime:
+    name: str
+    seconds: float
 
 
 class StageLog:

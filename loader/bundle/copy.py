@@ -16,13 +16,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.content import check_file, open_regular, read_capped, sha256_file
+from loader.bundle.content import check_file, open_regular, read_capped, sha256_file
+from loader.bundle.verify import file_set_problems, verify_bundle
+from loader.bundle.volumes import listed_on, locate
 from loader.errors import EsbundleError, IntegrityError, Problem, UsageError
 from loader.format import layout
 from loader.format.manifest import Manifest
 from loader.progress import Progress
-from loader.verify import file_set_problems, verify_bundle
-from loader.volumes import listed_on, locate
 
 CHUNK = 4 << 20
 
@@ -67,11 +67,11 @@ def _copy_one(source: Path, target: Path, progress: Progress) -> int:
 
 def copy_bundle(source: Path, dest: Path, trusted: Mapping[str, Ed25519PublicKey] | None,
                 on_line: Callable[[str], None], progress: bool | None = None) -> CopyReport:
-    media = locate(source)
-    if len(media.roots) != 1:
+    found = locate(source)
+    if len(found.roots) != 1:
         raise UsageError(f"{source}: give one bundle directory or one volume to copy (several volumes found)",
                          hint="copy each volume to its own medium: esbundle copy BUNDLE/vol001 /media/stick1 ...")
-    (number, root), = media.roots.items()
+    (number, root), = found.roots.items()
     manifest_bytes = read_capped(root / layout.MANIFEST, layout.MAX_MANIFEST_BYTES,
                                  UsageError(f"{root}: holds no {layout.MANIFEST}"))
     manifest = Manifest.from_bytes(manifest_bytes)

@@ -6,17 +6,18 @@ bundle half or fully loaded, another bundle, a newer bundle). Any refusal raises
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from loader.cluster import Cluster
-from loader.compat import libtorch_for, max_file_version, parse_version, torch_version, version_text
-from loader.deployability import GraphFacts, accepting_ranges, refusal
+from loader.bundle.verify import Check, Verified
+from loader.cluster.client import Cluster
 from loader.errors import ClusterError, PolicyError, UsageError
+from loader.format.cluster_metadata import metadata_of
 from loader.format.model_config import model_id_problem
-from loader.verify import Check, Verified
+from loader.releases.deployability import GraphFacts, accepting_ranges, refusal
+from loader.releases.libtorch import libtorch_for, max_file_version, parse_version, torch_version, version_text
 
-METADATA_KEY = "esbundle"
+NOTHING_UPLOADED = "nothing was uploaded"
 ML_LICENCES = ("platinum", "enterprise", "trial")
 
 
@@ -27,22 +28,30 @@ class Overrides:
     force: bool = False
 
 
-@dataclass
-class Plan:
+@dataclass(frozen=True)
+class LoadPlan:
+    """What preflight decided: the action on the model id, and the checks and notes that led to it."""
+
     model_id: str
     action: str  # create | resume | replace | already-loaded
     part_count: int
     raw_bytes: int
-    checks: list[Check] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    existing: dict[str, Any] | None = None
+    checks: tuple[Check, ...] = ()
+    notes: tuple[str, ...] = ()
 
+    @property
+    def overrides(self) -> list[str]:
+        """The safeguards this load goes past, for the receipt."""
+        return [n for n in self.notes if n.startswith(("forced", "downgrade"))] + (
+            ["replace"] if self.action == "replace" else [])
 
-def bundle_metadata(verified: Verified) -> dict[str, Any]:
-    m = verified.manifest
-    return {"bundle_id": m.bundle_id, "bundle_version": m.bundle_version, "manifest_sha256": verified.manifest_sha256,
-            "signer_key_id": verified.signer_key_id, "definition_sha256": m.definition.sha256,
-            "created_at": m.created_at}
+    @property
+    def text(self) -> str:
+        if self.action == "already-loaded":
+            return f"nothing to do: [{self.model_id}] already holds this bundle"
+        verb = {"create": "create", "resume": "resume", "replace": "delete and re-create"}[self.action]
+        return (f"would {verb} [{self.model_id}]: config, vocabulary, {self.part_count} definition parts, "
+                f"{self.raw_bytes} raw bytes")
 
 
 def get_model(cluster: Cluster, model_id: str) -> dict[str, Any] | None:
@@ -121,7 +130,7 @@ def _refuse(overrides: Overrides, notes: list[str], reason: str, hint_text: str 
     if overrides.force:
         notes.append(f"forced past: {reason}")
         return
-    raise PolicyError(reason + "; nothing was uploaded",
+    raise PolicyError(reason, outcome=NOTHING_UPLOADED,
                       hint=hint_text or "load it into a cluster that can run it, or pass --force to try anyway")
 
 
@@ -129,8 +138,8 @@ def _existing(existing: dict[str, Any] | None, verified: Verified, overrides: Ov
               notes: list[str]) -> tuple[str, Check]:
     if existing is None:
         return "create", Check("model", f"[{model_id}] absent: will be created")
-    ours = bundle_metadata(verified)
-    theirs = (existing.get("metadata") or {}).get(METADATA_KEY) or {}
+    ours = verified.cluster_metadata()
+    theirs = metadata_of(existing)
     if theirs.get("bundle_id") == ours["bundle_id"] and theirs.get("manifest_sha256") == ours["manifest_sha256"]:
         if existing.get("fully_defined"):
             return "already-loaded", Check("model", f"[{model_id}] already holds this bundle, fully defined")
@@ -141,11 +150,11 @@ def _existing(existing: dict[str, Any] | None, verified: Verified, overrides: Ov
     if isinstance(held_version, int) and held_version > ours["bundle_version"]:
         if not overrides.allow_downgrade:
             raise PolicyError(f"[{model_id}] runs {described}; this bundle's version {ours['bundle_version']} is older "
-                              "(rollback refused); nothing was uploaded",
+                              "(rollback refused)", outcome=NOTHING_UPLOADED,
                               hint="pass --replace --allow-downgrade if the downgrade is intended")
         notes.append(f"downgrade from version {held_version} allowed (--allow-downgrade)")
     if not overrides.replace:
-        raise PolicyError(f"model id [{model_id}] is already held by {described}; nothing was touched",
+        raise PolicyError(f"model id [{model_id}] is already held by {described}", outcome="nothing was touched",
                           hint="pass --replace to delete it and load this bundle, or choose --es-model-id")
     return "replace", Check("model", f"[{model_id}] holds {described}: will be replaced")
 
@@ -155,11 +164,11 @@ def _runtime_checked(cluster: Cluster, verified: Verified, overrides: Overrides,
     try:
         return _runtime(cluster, verified, overrides, notes)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise PolicyError(f"the manifest's compatibility block cannot be read ({type(exc).__name__}: {exc}); "
-                          "nothing was uploaded", hint="ask the publisher for a bundle written by esbundle") from None
+        raise PolicyError(f"the manifest's compatibility block cannot be read ({type(exc).__name__}: {exc})",
+                          outcome=NOTHING_UPLOADED, hint="ask the publisher for a bundle written by esbundle") from None
 
 
-def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Overrides) -> Plan:
+def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Overrides) -> LoadPlan:
     why = model_id_problem(model_id)
     if why:
         raise UsageError(f"--es-model-id: {why}")
@@ -173,5 +182,5 @@ def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Ov
     existing = get_model(cluster, model_id)
     action, check = _existing(existing, verified, overrides, model_id, notes)
     checks.append(check)
-    return Plan(model_id=model_id, action=action, part_count=m.definition.part_count,
-                raw_bytes=m.definition.total_length, checks=checks, notes=notes, existing=existing)
+    return LoadPlan(model_id=model_id, action=action, part_count=m.definition.part_count,
+                    raw_bytes=m.definition.total_length, checks=tuple(checks), notes=tuple(notes))

@@ -13,13 +13,15 @@ import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.content import check_file, read_capped, read_verified
+from loader.bundle.content import check_file, read_capped, read_verified
+from loader.bundle.volumes import VolumeSet, agreement_problems, listed_on, locate
 from loader.errors import (
     EsbundleError,
     IncompleteError,
@@ -31,6 +33,7 @@ from loader.errors import (
 )
 from loader.format import layout
 from loader.format.canonical import JsonProblem, strict_loads
+from loader.format.cluster_metadata import bundle_metadata
 from loader.format.dsse import Envelope, verify_envelope
 from loader.format.manifest import PAYLOAD_TYPE, FileEntry, Manifest, parse_time
 from loader.format.model_config import (
@@ -41,7 +44,6 @@ from loader.format.model_config import (
     vocabulary_problems,
 )
 from loader.progress import Progress
-from loader.volumes import Media, agreement_problems, listed_on, locate
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,15 @@ class Check:
     detail: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verified:
     """A bundle that passed every check; what the loader may upload."""
 
-    media: Media
+    volumes: VolumeSet
     manifest: Manifest
     manifest_bytes: bytes
     signer_key_id: str
-    checks: list[Check] = field(default_factory=list)
+    checks: tuple[Check, ...] = ()
 
     @property
     def manifest_sha256(self) -> str:
@@ -66,10 +68,14 @@ class Verified:
 
     @property
     def root(self) -> Path:
-        return self.media.primary
+        return self.volumes.primary
 
     def root_of(self, entry: FileEntry) -> Path:
-        return self.media.root_of(entry)
+        return self.volumes.root_of(entry)
+
+    def cluster_metadata(self) -> dict[str, Any]:
+        """The record the loader writes into the model's config in the cluster."""
+        return bundle_metadata(self.manifest, self.manifest_sha256, self.signer_key_id)
 
 
 OnCheck = Callable[[Check], None]
@@ -197,44 +203,44 @@ def file_set_problems(root: Path, manifest: Manifest, volume: int | None = None)
     return problems
 
 
-def size_problems(media: Media, manifest: Manifest) -> list[Problem]:
+def size_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
     problems = []
-    for entry in media.entries(manifest):
-        actual = os.lstat(media.root_of(entry) / entry.path).st_size
+    for entry in volumes.entries(manifest):
+        actual = os.lstat(volumes.root_of(entry) / entry.path).st_size
         if actual != entry.stored_size:
-            problems.append(Problem(media.display(entry), "stored size",
+            problems.append(Problem(volumes.display(entry), "stored size",
                                     f"{actual} bytes, manifest says {entry.stored_size}"))
     return problems
 
 
-def content_problems(media: Media, manifest: Manifest, workers: int, progress: Progress) -> list[Problem]:
+def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progress: Progress) -> list[Problem]:
     """Steps 7-8 for every file, several at a time (hashing and zstd release the GIL)."""
     def one(entry: FileEntry) -> list[Problem]:
-        found = check_file(media.root_of(entry), entry)
+        found = check_file(volumes.root_of(entry), entry)
         progress.advance(entry.stored_size)
-        return [Problem(media.display(entry), p.check, p.detail) for p in found]
+        return [Problem(volumes.display(entry), p.check, p.detail) for p in found]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [p for found in pool.map(one, media.entries(manifest)) for p in found]
+        return [p for found in pool.map(one, volumes.entries(manifest)) for p in found]
 
 
-def semantic_problems(media: Media, manifest: Manifest) -> list[Problem]:
+def semantic_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
     """Step 9: config and vocabulary parse and fit Elasticsearch's rules (their bytes are already verified)."""
     problems: list[Problem] = []
     config_entry, vocab_entry = manifest.file(layout.ROLE_CONFIG), manifest.file(layout.ROLE_VOCABULARY)
     assert config_entry and vocab_entry  # structure_problems guarantees both
-    if not media.has(config_entry):
+    if not volumes.has(config_entry):
         return []  # they live on the first volume, which was not given
     kind = None
     try:
-        config = strict_loads(read_verified(media.root_of(config_entry), config_entry))
+        config = strict_loads(read_verified(volumes.root_of(config_entry), config_entry))
         problems += [Problem(layout.CONFIG, "Elasticsearch config", p)
                      for p in config_problems(config, manifest.task_type)]
         kind = tokenization_kind(config)
     except JsonProblem as exc:
         problems.append(Problem(layout.CONFIG, "Elasticsearch config", str(exc)))
     try:
-        vocabulary = strict_loads(read_verified(media.root_of(vocab_entry), vocab_entry))
+        vocabulary = strict_loads(read_verified(volumes.root_of(vocab_entry), vocab_entry))
         problems += [Problem(layout.VOCABULARY, "vocabulary", p) for p in vocabulary_problems(vocabulary, kind)]
     except JsonProblem as exc:
         problems.append(Problem(layout.VOCABULARY, "vocabulary", str(exc)))
@@ -255,50 +261,50 @@ def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519Pub
             on_check(check)
 
     now = now or datetime.now(timezone.utc)
-    media = locate(paths)
-    manifest, manifest_bytes, signer, envelope_bytes = authenticate(media.primary, trusted)
+    volumes = locate(paths)
+    manifest, manifest_bytes, signer, envelope_bytes = authenticate(volumes.primary, trusted)
     report(Check("signature", f"valid, signed by trusted key {signer[:16]}"))
     report(Check("manifest", f"schema {manifest.schema}, {len(manifest.files)} files, bundle {manifest.bundle_id}"))
-    _stage("volumes", LayoutError, agreement_problems(media, manifest, manifest_bytes, envelope_bytes), report,
-           _volumes_text(media, manifest))
+    _stage("volumes", LayoutError, agreement_problems(volumes, manifest, manifest_bytes, envelope_bytes), report,
+           _volumes_text(volumes, manifest))
     why = expiry_problem(manifest, now)
     if why:
         raise PolicyError(why, hint="ask the publisher for a fresh bundle")
     report(Check("expiry", f"valid until {manifest.expires_at}" if manifest.expires_at else "no expiry date"))
     stages: list[tuple[str, type[EsbundleError], Callable[[], list[Problem]], str]] = [
         ("paths", LayoutError, lambda: structure_problems(manifest), "all paths safe and portable; parts add up"),
-        ("file set", LayoutError, lambda: [p for number, root in media.roots.items()
+        ("file set", LayoutError, lambda: [p for number, root in volumes.roots.items()
                                            for p in file_set_problems(root, manifest, number)],
          "exactly the files listed"),
-        ("sizes", IntegrityError, lambda: size_problems(media, manifest), "every stored size matches"),
+        ("sizes", IntegrityError, lambda: size_problems(volumes, manifest), "every stored size matches"),
     ]
     for name, error, run, ok_text in stages:
         _stage(name, error, run(), report, ok_text)
-    entries = media.entries(manifest)
+    entries = volumes.entries(manifest)
     total = sum(e.stored_size for e in entries)
     with Progress("verify", total, enabled=progress) as bar:
-        found = content_problems(media, manifest, workers or min(4, os.cpu_count() or 1), bar)
+        found = content_problems(volumes, manifest, workers or min(4, os.cpu_count() or 1), bar)
     _stage("sha256", IntegrityError, found, report,
            f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match")
-    _stage("content", LayoutError, semantic_problems(media, manifest), report,
+    _stage("content", LayoutError, semantic_problems(volumes, manifest), report,
            "config and vocabulary fit Elasticsearch's rules"
            if any(e.role == layout.ROLE_CONFIG for e in entries) else "config and vocabulary are on vol001, not given")
-    missing = media.missing(manifest)
+    missing = volumes.missing(manifest)
     if missing and not allow_incomplete:
         raise IncompleteError(
             f"every volume given is correct, but {len(missing)} of {manifest.volumes} volumes are missing: "
             + ", ".join(layout.volume_dir(n) for n in missing),
             hint="check the other media as they arrive; load needs all of them")
-    return Verified(media=media, manifest=manifest, manifest_bytes=manifest_bytes, signer_key_id=signer,
-                    checks=checks)
+    return Verified(volumes=volumes, manifest=manifest, manifest_bytes=manifest_bytes, signer_key_id=signer,
+                    checks=tuple(checks))
 
 
-def _volumes_text(media: Media, manifest: Manifest) -> str:
-    if not media.multi:
+def _volumes_text(volumes: VolumeSet, manifest: Manifest) -> str:
+    if not volumes.multi:
         return "one directory"
-    given = ", ".join(f"{layout.volume_dir(n)} ({media.roots[n]})" for n in media.given)
-    missing = media.missing(manifest)
-    return f"{len(media.given)} of {manifest.volumes} given: {given}" + (
+    given = ", ".join(f"{layout.volume_dir(n)} ({volumes.roots[n]})" for n in volumes.given)
+    missing = volumes.missing(manifest)
+    return f"{len(volumes.given)} of {manifest.volumes} given: {given}" + (
         f"; missing: {', '.join(layout.volume_dir(n) for n in missing)}" if missing else "")
 
 

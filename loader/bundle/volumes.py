@@ -12,22 +12,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loader.content import open_regular, read_capped
+from loader.bundle.content import open_regular, read_capped
 from loader.errors import LayoutError, Problem
 from loader.format import layout
-from loader.format.canonical import JsonProblem, canonical_bytes, strict_loads
 from loader.format.manifest import FileEntry, Manifest
-
-MAX_LABEL_BYTES = 4096
-
-
-def label_bytes(manifest: Manifest, number: int) -> bytes:
-    return canonical_bytes({"bundle_id": manifest.bundle_id, "model_id": manifest.model_id, "volume": number,
-                            "volumes": manifest.volumes})
+from loader.format.volume_label import MAX_LABEL_BYTES, label_bytes, label_number
 
 
 @dataclass(frozen=True)
-class Media:
+class VolumeSet:
     roots: dict[int | None, Path]  # volume number -> directory; {None: dir} for a single-directory bundle
 
     @property
@@ -59,14 +52,11 @@ class Media:
 
 
 def _label_number(directory: Path) -> int:
+    with open_regular(directory / layout.VOLUME_LABEL) as handle:
+        data = handle.read(MAX_LABEL_BYTES)
     try:
-        with open_regular(directory / layout.VOLUME_LABEL) as handle:
-            label = strict_loads(handle.read(MAX_LABEL_BYTES))
-        number = label["volume"]
-        if not isinstance(number, int) or not 1 <= number <= layout.MAX_VOLUMES:
-            raise ValueError
-        return number
-    except (JsonProblem, KeyError, TypeError, ValueError):
+        return label_number(data)
+    except ValueError:
         raise LayoutError(f"{directory}: {layout.VOLUME_LABEL} is not a valid volume label") from None
 
 
@@ -85,7 +75,7 @@ def _expand(path: Path) -> list[Path]:
     return volumes
 
 
-def locate(paths: Sequence[Path] | Path) -> Media:
+def locate(paths: Sequence[Path] | Path) -> VolumeSet:
     given = [paths] if isinstance(paths, Path) else list(paths)
     if not given:
         raise LayoutError("no bundle directory given")
@@ -94,7 +84,7 @@ def locate(paths: Sequence[Path] | Path) -> Media:
     if not labelled:
         if len(dirs) > 1:
             raise LayoutError("several single-directory bundles given; give one bundle (or its volumes)")
-        return Media({None: dirs[0]})
+        return VolumeSet({None: dirs[0]})
     if len(labelled) != len(dirs):
         plain = next(d for d in dirs if d not in labelled)
         raise LayoutError(f"{plain}: not a volume (no {layout.VOLUME_LABEL}) among volumes")
@@ -104,18 +94,19 @@ def locate(paths: Sequence[Path] | Path) -> Media:
         if number in roots:
             raise LayoutError(f"{directory} and {roots[number]} both claim to be volume {number}")
         roots[number] = directory
-    return Media(roots)
+    return VolumeSet(roots)
 
 
-def agreement_problems(media: Media, manifest: Manifest, manifest_bytes: bytes, envelope_bytes: bytes) -> list[Problem]:
+def agreement_problems(volumes: VolumeSet, manifest: Manifest, manifest_bytes: bytes,
+                       envelope_bytes: bytes) -> list[Problem]:
     """Every given volume carries exactly the authenticated manifest, envelope and a matching label."""
-    if not media.multi:
+    if not volumes.multi:
         return [] if manifest.volumes is None else [Problem(layout.MANIFEST, "volumes", (
             f"the manifest describes {manifest.volumes} volumes, but a single directory was given"))]
     if manifest.volumes is None:
         return [Problem(layout.VOLUME_LABEL, "volumes", "the manifest describes a single-directory bundle")]
     problems = []
-    for number, directory in sorted(media.roots.items()):  # type: ignore[type-var]
+    for number, directory in sorted(volumes.roots.items()):  # type: ignore[type-var]
         name = layout.volume_dir(number or 0)
         try:
             same = (_read(directory / layout.ENVELOPE) == envelope_bytes

@@ -1,10 +1,6 @@
-"""Public keys the operator pins, and key ids.
-
-A key id is the sha256 of the raw 32-byte Ed25519 public key, in hex. It names a key; it never makes one trusted.
-"""
+"""The public keys the operator pins: read from files or a directory of them, keyed by key id."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,18 +8,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader.errors import KeyFileError
+from loader.format.keys import PUBLIC_KEY_SUFFIXES, key_id
 
-PUBLIC_KEY_SUFFIXES = (".pub", ".pem")
 MAX_KEY_FILE_BYTES = 64 << 10
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
-
-
-def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

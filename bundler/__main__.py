@@ -1,0 +1,4 @@
+"""`python -m bundler ...`: the esbundle command line, where the console script is not installed."""
+from bundler.cli.esbundle import main
+
+main()

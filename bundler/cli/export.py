@@ -1,0 +1,80 @@
+"""`esbundle export`: parse options, call `run_export`, print the result.
+
+Importing this module imports no torch (the offline install assembles the same command line); without the export
+extra the command itself says what to install.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from bundler.cli.options import (
+    allow_unsupported_option,
+    bundle_version_option,
+    expires_option,
+    json_option,
+    out_option,
+    part_size_option,
+    signing_key_option,
+)
+from bundler.cli.travel import travel_options
+from bundler.export import ExportOptions, ExportResult, run_export
+from bundler.export.options import TASK_CHOICES
+from bundler.export.pipeline import EXTRA_HINT
+from bundler.options import parse_expires
+from bundler.writer.travel import TravelOptions
+from loader.errors import UsageError
+
+
+@click.command("export")
+@click.option("--hub-model-id", metavar="ID", help="Hugging Face hub repository (ORG/NAME).")
+@click.option("--revision", metavar="REV", help="Branch, tag or commit of the hub repository (default: main).")
+@click.option("--model-dir", type=click.Path(path_type=Path), help="Local model folder (save_pretrained layout).")
+@click.option("--task-type", required=True, metavar="TASK",
+              help="One of: " + ", ".join(TASK_CHOICES) + " (auto: from the architecture).")
+@signing_key_option
+@out_option
+@click.option("--es-model-id", metavar="ID", help="Model id in Elasticsearch (default: derived from the source).")
+@click.option("--quantize", is_flag=True, help="Dynamic int8 quantisation of the Linear layers.")
+@click.option("--max-model-input-length", type=int, metavar="N", help="Max tokens per input (overrides detection).")
+@click.option("--ingest-prefix", metavar="S", help="Text the cluster prepends at ingest (e.g. 'passage: ').")
+@click.option("--search-prefix", metavar="S", help="Text the cluster prepends at search (e.g. 'query: ').")
+@click.option("--target-es-version", metavar="V", help="Elasticsearch version the bundle is for (checks PyTorch).")
+@click.option("--allow-newer-torch", is_flag=True, help="Export even if torch is newer than the target's libtorch.")
+@allow_unsupported_option
+@part_size_option
+@bundle_version_option
+@expires_option
+@travel_options
+@json_option
+def command(hub_model_id: str | None, revision: str | None, model_dir: Path | None, task_type: str,
+            signing_key: Path, out: Path, es_model_id: str | None, quantize: bool,
+            max_model_input_length: int | None, ingest_prefix: str | None, search_prefix: str | None,
+            target_es_version: str | None, allow_newer_torch: bool, allow_unsupported_ops: bool, part_size: int,
+            bundle_version: int, expires_in: str, travel: TravelOptions, as_json: bool) -> None:
+    """Trace a Hugging Face model for Elasticsearch, check it, and write a signed bundle (connected side)."""
+    options = ExportOptions(
+        hub_model_id=hub_model_id, revision=revision, model_dir=model_dir, task_type=task_type,
+        signing_key=signing_key, out=out, es_model_id=es_model_id, quantize=quantize,
+        max_model_input_length=max_model_input_length, ingest_prefix=ingest_prefix, search_prefix=search_prefix,
+        target_es_version=target_es_version, allow_newer_torch=allow_newer_torch,
+        allow_unsupported_ops=allow_unsupported_ops, part_size=part_size,
+        bundle_version=bundle_version, expires_in_days=parse_expires(expires_in), travel=travel)
+    try:
+        result = run_export(options)
+    except ModuleNotFoundError as exc:  # torch or transformers absent: the offline install
+        raise UsageError(f"esbundle export needs {exc.name}, which is not installed here", hint=EXTRA_HINT) from None
+    click.echo(json.dumps(result.to_json(), sort_keys=True) if as_json else summary(result))
+
+
+def summary(result: ExportResult) -> str:
+    check = result.trace_check
+    return "\n".join((
+        f"wrote {result.out}: {result.es_model_id} ({result.task_type}, {result.tokenization}), "
+        f"{result.part_count} parts, {result.definition_bytes} bytes, bundle {result.bundle_id}",
+        f"trace check: worst cosine {check['worst_cosine']}, max |diff| {check['max_abs_diff']}"
+        + (" (quantized tolerance)" if result.quantized else ""),
+        f"needs Elasticsearch {result.compatibility['min_es_version']}+ with libtorch "
+        f">= {result.compatibility['required_libtorch']}"))

@@ -1,0 +1,2 @@
+"""Reading and verifying a bundle, offline: safe bounded reads, volumes, trusted keys, the verifier, inspect, copy.
+Never touches the network."""

@@ -1,0 +1,56 @@
+"""The `esbundle` group and its single error boundary: every EsbundleError becomes its message and its class's
+exit code, with no traceback; anything unexpected becomes exit 1, scrubbed of credentials."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from loader import __version__, settings
+from loader.errors import EXIT_CODES, EsbundleError, NoTrustedKeyError, UntrustedSignerError
+
+DEBUG = "ESBUNDLE_DEBUG"
+
+# What to do next, in this command line's words, for errors raised by code that knows no flags.
+FLAG_HINTS: dict[type[EsbundleError], str] = {
+    NoTrustedKeyError: f"pass --trusted-key PUB or set {settings.TRUSTED_KEYS}",
+    UntrustedSignerError: "pin the publisher's public key with --trusted-key, after checking its key id out of band",
+}
+
+EPILOG = "Exit codes: " + "; ".join(f"{code} {text.split(':')[0]}" for code, text in EXIT_CODES.items())
+
+
+def flag_hint(exc: EsbundleError) -> EsbundleError:
+    if exc.advice is None:
+        hint = next((text for kind, text in FLAG_HINTS.items() if isinstance(exc, kind)), None)
+        exc.add_context(next_step=hint)
+    return exc
+
+
+class EsbundleGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EsbundleError as exc:
+            click.echo(settings.scrub(flag_hint(exc).render()), err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            # An unexpected error: its message may quote a credential, and a traceback would show it again.
+            if settings.get(DEBUG):
+                raise
+            click.echo(settings.scrub(f"unexpected error: {type(exc).__name__}: {exc}"), err=True)
+            click.echo(f"hint: set {DEBUG}=1 for a traceback, and report it", err=True)
+            ctx.exit(1)
+
+
+def build_group(*commands: click.Command) -> click.Group:
+    @click.group(cls=EsbundleGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="esbundle")
+    def esbundle() -> None:
+        """Carry NLP models for Elasticsearch across an air gap: export, verify, load."""
+
+    for command in commands:
+        esbundle.add_command(command)
+    return esbundle

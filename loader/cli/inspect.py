@@ -1,0 +1,20 @@
+"""`esbundle inspect`: what a bundle says about itself."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from loader.bundle.inspect import describe, render
+from loader.cli.options import trusted_key_option, trusted_keys_from
+
+
+@click.command("inspect")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@trusted_key_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def command(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None:
+    """Show what a bundle holds. The signature is checked only when a trusted key is given."""
+    info = describe(bundle, trusted_keys_from(trusted_keys, required=False))
+    click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else render(info))

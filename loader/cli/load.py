@@ -1,0 +1,79 @@
+"""`esbundle load`: verify, check the cluster, upload, optionally deploy and prove; print each step as it passes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loader.cli.connection import build_connection, connection_options
+from loader.cli.options import trusted_key_option, trusted_keys_from
+from loader.cluster.deploy import SampleOutcome, StartOptions
+from loader.cluster.load import LoadEvent, LoadOptions, LoadResult, Noted, Passed, run_load
+from loader.cluster.preflight import Overrides
+from loader.errors import UsageError
+
+
+def event_line(event: LoadEvent) -> str:
+    if isinstance(event, Passed):
+        return f"ok    {event.stage:<8} {event.name:<10} {event.detail}"
+    if isinstance(event, Noted):
+        return f"note  {event.text}"
+    assert isinstance(event, SampleOutcome)
+    return f"{'ok' if event.ok else 'FAIL':<5} smoke    {event.text[:40]!r:<44} {event.detail}"
+
+
+def result_line(result: LoadResult) -> str:
+    if result.outcome == "dry-run":
+        return f"DRY RUN  {result.plan.text}. Nothing was written."
+    return (f"LOADED   [{result.model_id}] from bundle {result.bundle_id} ({result.outcome}); "
+            f"receipt appended to {result.audit_log}")
+
+
+def _start_options(start: bool, wait_for: str, allocations: int | None, threads: int | None, priority: str | None,
+                   timeout: float) -> StartOptions | None:
+    if threads and threads & (threads - 1):
+        raise UsageError(f"--threads {threads}: must be a power of 2")
+    if priority == "low" and (allocations or 1) != 1:
+        raise UsageError("--priority low needs --allocations 1")
+    if not start:
+        return None
+    return StartOptions(wait_for=wait_for, allocations=allocations, threads=threads, priority=priority,
+                        timeout=max(timeout, 30.0) * 5)
+
+
+@click.command("load")
+@click.argument("bundle", nargs=-1, required=True, type=click.Path(path_type=Path))
+@trusted_key_option
+@connection_options
+@click.option("--es-model-id", help="Model id in the cluster (default: the bundle's).")
+@click.option("--replace", is_flag=True, help="Delete a model held under the id by another bundle, then load.")
+@click.option("--allow-downgrade", is_flag=True, help="Allow replacing a newer bundle_version (recorded).")
+@click.option("--force", is_flag=True, help="Load although preflight says the cluster cannot run it (recorded).")
+@click.option("--dry-run", is_flag=True, help="Verify and preflight, print the plan, write nothing.")
+@click.option("--start", "start_", is_flag=True, help="Start the deployment after the upload.")
+@click.option("--wait-for", type=click.Choice(["started", "fully_allocated"]), default="started", show_default=True)
+@click.option("--allocations", type=click.IntRange(min=1), help="number_of_allocations")
+@click.option("--threads", type=click.IntRange(min=1, max=32), help="threads_per_allocation (a power of 2)")
+@click.option("--priority", type=click.Choice(["normal", "low"]))
+@click.option("--smoke-test/--no-smoke-test", default=None, help="Compare _infer answers with the recorded samples "
+              "(default: on with --start).")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="Parts in flight.")
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON only.")
+def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], es_model_id: str | None, replace: bool,
+            allow_downgrade: bool, force: bool, dry_run: bool, start_: bool, wait_for: str, allocations: int | None,
+            threads: int | None, priority: str | None, smoke_test: bool | None, concurrency: int, as_json: bool,
+            **conn: Any) -> None:
+    """Verify BUNDLE offline, check the cluster, upload exactly the verified bytes, optionally deploy.
+
+    BUNDLE is a bundle directory or all of its volumes (vol001, vol002, ...)."""
+    start = _start_options(start_, wait_for, allocations, threads, priority, conn["timeout"])
+    connection = build_connection(**conn, concurrency=concurrency)
+    options = LoadOptions(
+        bundle=list(bundle), trusted=trusted_keys_from(trusted_keys, required=True), connection=connection,
+        model_id=es_model_id,
+        overrides=Overrides(replace=replace, allow_downgrade=allow_downgrade, force=force),
+        dry_run=dry_run, smoke_test=smoke_test, progress=False if as_json else None, start=start)
+    result = run_load(options, on_event=(lambda event: None) if as_json else (lambda e: click.echo(event_line(e))))
+    click.echo(json.dumps(dict(result.receipt), sort_keys=True) if as_json else result_line(result))

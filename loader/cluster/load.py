@@ -1,0 +1,188 @@
+"""`esbundle load`: verify offline, preflight the cluster, upload the verified bytes, confirm, deploy, prove.
+
+Nothing is sent before the bundle passed every offline check and the cluster passed every preflight check.
+Progress reaches the caller as events (`Passed`, `Noted`, `SampleOutcome`); the command line formats them, so the
+text and `--json` outputs come from one source. Every attempt, refused, failed or done, leaves a receipt.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from loader import settings
+from loader.bundle.content import read_verified
+from loader.bundle.verify import Verified, verify_bundle
+from loader.cluster import receipt as receipts
+from loader.cluster.client import Cluster, Connection
+from loader.cluster.deploy import SampleOutcome, StartOptions, smoke_test, start
+from loader.cluster.journal import Journal
+from loader.cluster.preflight import NOTHING_UPLOADED, LoadPlan, Overrides, preflight
+from loader.cluster.upload import UploadStats, upload
+from loader.errors import ClusterError, EsbundleError
+from loader.format import layout
+from loader.format.canonical import strict_loads
+from loader.releases.libtorch import version_text
+
+RESUME_STEP = "run the same command again to resume: parts the cluster acknowledged are not sent again"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    bundle: Sequence[Path]
+    trusted: Mapping[str, Ed25519PublicKey]
+    connection: Connection
+    model_id: str | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    dry_run: bool = False
+    start: StartOptions | None = None
+    smoke_test: bool | None = None  # default: on when starting
+    progress: bool | None = None
+
+
+@dataclass(frozen=True)
+class Passed:
+    """A check that passed, at one stage of the load (verify, cluster, upload, deploy)."""
+
+    stage: str
+    name: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Noted:
+    """Something the operator should know that is not a failure (an override used, a fact not checked)."""
+
+    text: str
+
+
+LoadEvent = Passed | Noted | SampleOutcome
+OnEvent = Callable[[LoadEvent], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadResult:
+    outcome: str  # loaded | already-loaded | dry-run
+    model_id: str
+    bundle_id: str
+    plan: LoadPlan
+    receipt: Mapping[str, Any]  # the audit record, as appended to the log (and `--json`)
+    audit_log: Path | None = None  # None for a dry run, which records nothing
+
+
+def _ignore(event: LoadEvent) -> None:
+    pass
+
+
+def run_load(options: LoadOptions, on_event: OnEvent = _ignore) -> LoadResult:
+    started = time.monotonic()
+    verified, cluster, plan = _verify_and_preflight(options, on_event)
+    for check in plan.checks:
+        on_event(Passed("cluster", check.name, check.detail))
+    for note in plan.notes:
+        on_event(Noted(note))
+    record = _identity(verified, cluster, plan)
+    if options.dry_run:
+        return LoadResult(outcome="dry-run", model_id=plan.model_id, bundle_id=verified.manifest.bundle_id,
+                          plan=plan, receipt={**record, "outcome": "dry-run", "plan": plan.text})
+    stats = UploadStats()
+    try:
+        stats = _upload(cluster, verified, plan, options, on_event)
+        allocation, outcomes = _deploy(cluster, verified, plan.model_id, options, on_event)
+    except EsbundleError as exc:
+        exc.add_context(next_step=RESUME_STEP)
+        receipts.append({**record, **_stats(stats, cluster), "outcome": "failed",
+                         "error": settings.scrub(exc.statement), "exit_code": exc.exit_code})
+        raise
+    outcome = "already-loaded" if plan.action == "already-loaded" else "loaded"
+    final = {**record, **_stats(stats, cluster), "deployment": allocation,
+             "smoke_test": [{"text": o.text, "ok": o.ok, "detail": o.detail} for o in outcomes] or None,
+             "seconds": round(time.monotonic() - started, 2), "outcome": outcome}
+    path = receipts.append(final)
+    return LoadResult(outcome=outcome, model_id=plan.model_id, bundle_id=verified.manifest.bundle_id, plan=plan,
+                      receipt={**final, "audit_log": str(path)}, audit_log=path)
+
+
+def _verify_and_preflight(options: LoadOptions, on_event: OnEvent) -> tuple[Verified, Cluster, LoadPlan]:
+    """Everything that may refuse before the first write; a refusal is receipted too (who tried what, where)."""
+    try:
+        verified = verify_bundle(options.bundle, options.trusted, progress=options.progress,
+                                 on_check=lambda check: on_event(Passed("verify", check.name, check.detail)))
+        cluster = Cluster(options.connection)
+        plan = preflight(cluster, verified, options.model_id or verified.manifest.model_id, options.overrides)
+    except EsbundleError as exc:
+        exc.add_context(outcome=NOTHING_UPLOADED)
+        receipts.append(receipts.new_receipt(
+            bundle=[str(p) for p in options.bundle], target=options.connection.target,
+            model_id=options.model_id, outcome="refused", error=settings.scrub(exc.statement),
+            exit_code=exc.exit_code))
+        raise
+    return verified, cluster, plan
+
+
+def _identity(verified: Verified, cluster: Cluster, plan: LoadPlan) -> dict[str, Any]:
+    """The receipt's head: which bundle, signed by whom, into which cluster, under which id, doing what."""
+    manifest = verified.manifest
+    return receipts.new_receipt(
+        bundle_id=manifest.bundle_id, bundle_version=manifest.bundle_version,
+        manifest_sha256=verified.manifest_sha256, signer_key_id=verified.signer_key_id,
+        cluster_uuid=cluster.info.get("cluster_uuid"), cluster_name=cluster.info.get("cluster_name"),
+        cluster_version=version_text(cluster.version), target=cluster.connection.target, model_id=plan.model_id,
+        action=plan.action, overrides=plan.overrides)
+
+
+def _upload(cluster: Cluster, verified: Verified, plan: LoadPlan, options: LoadOptions,
+            on_event: OnEvent) -> UploadStats:
+    model_id = plan.model_id
+    if plan.action == "already-loaded":
+        on_event(Passed("upload", "parts", f"nothing to send: [{model_id}] already holds this bundle, fully defined"))
+        return UploadStats()
+    if plan.action == "replace":
+        cluster.call(f"delete the model [{model_id}] it replaces",
+                     lambda c: c.ml.delete_trained_model(model_id=model_id, force=True))
+    journal = Journal(str(cluster.info.get("cluster_uuid")), model_id, verified.manifest.bundle_id)
+    stats, _ = upload(cluster, verified, model_id, create=plan.action in ("create", "replace"), journal=journal,
+                      concurrency=options.connection.concurrency, progress=options.progress)
+    on_event(Passed("upload", "parts", f"{stats.parts_sent} sent, {stats.parts_skipped} already held; "
+                    f"{stats.bytes_sent} bytes; {cluster.retry.count} retries; fully defined"))
+    return stats
+
+
+def _deploy(cluster: Cluster, verified: Verified, model_id: str, options: LoadOptions,
+            on_event: OnEvent) -> tuple[str | None, list[SampleOutcome]]:
+    """Start when asked, then (unless told not to) prove the cluster answers as the model did at export."""
+    if not options.start:
+        return None, []
+    allocation = start(cluster, model_id, options.start)
+    on_event(Passed("deploy", "started", allocation))
+    if options.smoke_test is False:
+        return allocation, []
+    return allocation, _smoke(cluster, verified, model_id, on_event)
+
+
+def _smoke(cluster: Cluster, verified: Verified, model_id: str, on_event: OnEvent) -> list[SampleOutcome]:
+    manifest = verified.manifest
+    if not manifest.samples:
+        on_event(Noted("no samples recorded in the bundle: smoke test skipped"))
+        return []
+    entry = manifest.file(layout.ROLE_CONFIG)
+    assert entry is not None  # verification guarantees it
+    config = strict_loads(read_verified(verified.root_of(entry), entry))
+    outcomes = smoke_test(cluster, model_id, manifest.task_type, config["input"]["field_names"][0], manifest.samples)
+    for outcome in outcomes:
+        on_event(outcome)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise ClusterError(f"smoke test: the cluster's answers differ from the model's at export for "
+                           f"{len(failed)} of {len(outcomes)} sample(s): " + "; ".join(o.detail for o in failed),
+                           hint="the model is loaded but does not behave as exported; do not use it")
+    return outcomes
+
+
+def _stats(stats: UploadStats, cluster: Cluster) -> dict[str, Any]:
+    return {"parts_sent": stats.parts_sent, "parts_skipped": stats.parts_skipped, "bytes_sent": stats.bytes_sent,
+            "retries": cluster.retry.count}

@@ -1,0 +1,41 @@
+"""`esbundle status`: the cluster's models that came from bundles, with their bundle and deployment state."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from loader.cluster.client import Cluster
+from loader.format.cluster_metadata import metadata_of
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    model_id: str
+    bundle_id: str | None
+    bundle_version: int | None
+    signer_key_id: str | None
+    fully_defined: bool | None
+    deployment: str  # the deployment state, or "not deployed"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bundled_models(cluster: Cluster) -> list[ModelStatus]:
+    models = cluster.call("list trained models", lambda c: c.ml.get_trained_models(model_id="*", size=10000))
+    stats = cluster.call("read model stats", lambda c: c.ml.get_trained_models_stats(model_id="*", size=10000))
+    states = {s["model_id"]: (s.get("deployment_stats") or {}).get("state") for s in stats["trained_model_stats"]}
+    rows = []
+    for config in models["trained_model_configs"]:
+        meta = metadata_of(config)
+        if not meta:
+            continue
+        model_id = config["model_id"]
+        # The listing leaves out whether every part is stored; only a request for one model says.
+        detail = cluster.call(f"read [{model_id}]", lambda c, m=model_id: c.ml.get_trained_models(
+            model_id=m, include="definition_status"))["trained_model_configs"][0]
+        rows.append(ModelStatus(model_id=model_id, bundle_id=meta.get("bundle_id"),
+                                bundle_version=meta.get("bundle_version"), signer_key_id=meta.get("signer_key_id"),
+                                fully_defined=detail.get("fully_defined"),
+                                deployment=states.get(model_id) or "not deployed"))
+    return rows
