@@ -12,7 +12,7 @@ import importlib.metadata
 import tempfile
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,8 @@ def _trace_check_write(plan: ExportPlan, log: StageLog, definition: Path, travel
     verdict, deployment_bytes = traced.verdict, traced.deployment_bytes
     del loaded, traced  # writing needs none of the weights: free them first
     with log.stage("write", str(plan.options.out)):
-        return _write(plan, proven, verdict, deployment_bytes, definition, travel, log)
+        result = _write(plan, proven, verdict, deployment_bytes, definition, travel)
+    return replace(result, stages=tuple(log.times), warnings=tuple(log.warnings))
 
 
 def _load_model(plan: ExportPlan, log: StageLog) -> Any:
@@ -268,7 +269,7 @@ def _check(plan: ExportPlan, loaded: Any, traced: Traced, definition: Path, log:
 
 
 def _write(plan: ExportPlan, proven: Proven, verdict: GraphVerdict, deployment_bytes: int, definition: Path,
-           travel: Travel, log: StageLog) -> ExportResult:
+           travel: Travel) -> ExportResult:
     from bundler.export import es_config
     from bundler.writer.bundle import write_bundle
 
@@ -295,7 +296,7 @@ def _write(plan: ExportPlan, proven: Proven, verdict: GraphVerdict, deployment_b
                         part_count=manifest.definition.part_count, source=plan.source.describe(),
                         trace_check=proven.record, compatibility={k: v for k, v in compatibility.items()
                                                                   if k != "graph"},
-                        quantized=options.quantize, stages=tuple(log.times), warnings=tuple(log.warnings))
+                        quantized=options.quantize)
 
 
 def _provenance(plan: ExportPlan, proven: Proven, verdict: GraphVerdict) -> dict[str, Any]:

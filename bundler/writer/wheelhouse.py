@@ -32,7 +32,7 @@ from pathlib import Path
 from loader import settings
 from loader.bundle.content import sha256_file
 from loader.errors import EsbundleError, UsageError
-from loader.format.layout import path_problems
+from loader.format.layout import LOADER_DIR, path_problems
 
 try:  # the library itself where the connected side has it (pytest and transformers pull it in) ...
     from packaging.markers import default_environment
@@ -43,8 +43,7 @@ except ImportError:  # ... else the copy inside pip, which this module drives an
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
     from pip._vendor.packaging.utils import canonicalize_name  # type: ignore[no-redef]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOADER_DIR = "loader"  # the bundle folder that holds the wheelhouse (layout.LOADER_DIR once that lands)
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Zip entries cannot predate 1980; a fixed time makes our own wheel byte-identical from build to build.
 _DEFAULT_EPOCH = "315532800"
 # Each round downloads what the target's markers need and pip's host-side evaluation left out; two suffice in practice.
@@ -80,12 +79,23 @@ def build_wheelhouse(work: Path, *, python_version: str = "3.11", platform: str 
     if not (project_root / "pyproject.toml").is_file():
         raise UsageError(f"no pyproject.toml in {project_root}: the loader's wheel is built from the source tree",
                          hint="run from a source checkout of esbundle")
-    target = _target_environment(python_version, platform)
     wheels = work / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     own = _read_wheel(_build_own_wheel(project_root, wheels))
+    kept = _gather(own, wheels, python_version, platform, f"cp3{version[1]}")
+    files = [WheelhouseFile(f"{LOADER_DIR}/wheels/{w.path.name}", w.path) for w in kept]
+    files += [WheelhouseFile(f"{LOADER_DIR}/{p.name}", p) for p in _write_instructions(work, kept, own,
+                                                                                       python_version, platform)]
+    problems = path_problems(f.relpath for f in files)
+    if problems:
+        raise EsbundleError("the wheelhouse has names a bundle cannot hold", problems=problems)
+    return files
 
+
+def _gather(own: _Wheel, wheels: Path, python_version: str, platform: str, abi: str) -> list[_Wheel]:
+    """Download the closure of our wheel's requirements for the target into `wheels`; return it sorted by file."""
+    target = _target_environment(python_version, platform)
     # The first round finds only our wheel and downloads its base requirements; later rounds add what the target's
     # markers need beyond pip's choice, pinning what is already here so pip cannot pick other versions.
     for _ in range(_MAX_ROUNDS):
@@ -94,16 +104,20 @@ def build_wheelhouse(work: Path, *, python_version: str = "3.11", platform: str 
         if not missing:
             break
         pins = [f"{index[name].name}=={index[name].version}" for name in sorted(needed - {own.name})]
-        _download([*pins, *missing], wheels, python_version, platform, f"cp3{version[1]}")
+        _download([*pins, *missing], wheels, python_version, platform, abi)
     else:
         raise EsbundleError(f"the loader's dependencies for CPython {python_version} on {platform} did not settle "
                             f"after {_MAX_ROUNDS} rounds; still missing: {', '.join(missing)}")
     for name, wheel in index.items():
         if name not in needed:  # pulled in by a marker that holds here but not on the target
             wheel.path.unlink()
-    kept = sorted((index[name] for name in needed), key=lambda w: w.path.name)
-    digests = {w.path.name: sha256_file(w.path) for w in kept}
+    return sorted((index[name] for name in needed), key=lambda w: w.path.name)
 
+
+def _write_instructions(work: Path, kept: list[_Wheel], own: _Wheel, python_version: str,
+                        platform: str) -> list[Path]:
+    """requirements.txt (every wheel pinned by sha256), SHA256SUMS and INSTALL.txt, in `work`."""
+    digests = {w.path.name: sha256_file(w.path) for w in kept}
     requirements = work / "requirements.txt"
     lines = [f"# esbundle {own.version} and its offline runtime, for CPython {python_version} on {platform}.",
              "# Each wheel pinned by version and sha256: install with --require-hashes (see INSTALL.txt)."]
@@ -117,13 +131,7 @@ def build_wheelhouse(work: Path, *, python_version: str = "3.11", platform: str 
     sums += [(sha256_file(requirements), requirements.name), (sha256_file(install), install.name)]
     checksums = work / "SHA256SUMS"
     checksums.write_text("".join(f"{digest}  {rel}\n" for digest, rel in sums), encoding="utf-8")
-
-    files = [WheelhouseFile(f"{LOADER_DIR}/wheels/{w.path.name}", w.path) for w in kept]
-    files += [WheelhouseFile(f"{LOADER_DIR}/{p.name}", p) for p in (requirements, checksums, install)]
-    problems = path_problems(f.relpath for f in files)
-    if problems:
-        raise EsbundleError("the wheelhouse has names a bundle cannot hold", problems=problems)
-    return files
+    return [requirements, checksums, install]
 
 
 def _build_own_wheel(root: Path, wheels: Path) -> Path:
