@@ -244,6 +244,10 @@ def test_cluster_dies_half_way_restarted_then_rerun(make_bundle: MakeBundle, key
     bundle = make_bundle(BIG)
     first = load(run_cli, bundle, keys, server)
     assert first.exit_code == 7, first.output
+    assert first.stderr.rstrip().endswith("run the same command again to resume: parts the cluster acknowledged are "
+                                          "not sent again")
+    failed = json.loads((bundle.parent / "receipts.jsonl").read_text().splitlines()[-1])
+    assert failed["outcome"] == "failed" and failed["exit_code"] == 7 and failed["bundle_id"]
     server.wait()
     server.restart(fail=None)
     result = load(run_cli, bundle, keys, server, "--json")
@@ -301,6 +305,7 @@ def test_bad_inputs_leave_the_cluster_unchanged(make_bundle: MakeBundle, keys: K
     assert audit[-1]["exit_code"] == 6 and audit[-1]["user"]
     taken = load(run_cli, make_bundle(name="v3", bundle_version=3), keys, server)
     assert taken.exit_code == 6 and "already held by bundle" in taken.stderr
+    assert "; nothing was touched" in taken.stderr and "nothing was uploaded" not in taken.stderr
     assert read_back(server) == before
 
     replaced = load(run_cli, tmp_path / "v3", keys, server, "--replace")

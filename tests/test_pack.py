@@ -252,7 +252,7 @@ def test_part_limit_is_enforced_before_writing(tmp_path: Path, keys: Keys) -> No
 
 
 def test_the_final_rename_never_replaces_what_appeared_meanwhile(tmp_path: Path) -> None:
-    from bundler.writer.files import rename_no_replace
+    from loader.bundle.durable import rename_no_replace
 
     (tmp_path / "written").mkdir()
     (tmp_path / "someone-elses").mkdir()  # an empty directory: a plain rename would silently replace it
@@ -260,3 +260,22 @@ def test_the_final_rename_never_replaces_what_appeared_meanwhile(tmp_path: Path)
         rename_no_replace(tmp_path / "written", tmp_path / "someone-elses")
     rename_no_replace(tmp_path / "written", tmp_path / "bundle")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "someone-elses"]
+
+
+@pytest.mark.parametrize(("given", "expires_at"), [("never", None), ("0", None), ("30", "2026-02-01T03:04:05Z")])
+def test_pack_takes_the_expiry_export_takes(tmp_path: Path, keys: Keys, run_cli: RunCli, given: str,
+                                            expires_at: str | None) -> None:
+    """export and pack share one option check: `never` and 0 mean no expiry on both, and the bounds are the same."""
+    definition = random_file(tmp_path / "model.pt", 20_000)
+    (tmp_path / "config.json").write_text(json.dumps(EMBEDDING_CONFIG))
+    (tmp_path / "vocab.json").write_text(json.dumps(TINY_VOCAB))
+    args = ["pack", "--definition", definition, "--config", tmp_path / "config.json", "--vocab",
+            tmp_path / "vocab.json", "--signing-key", keys.pair.private_path]
+    env = {"SOURCE_DATE_EPOCH": str(int(FIXED_TIME.timestamp()))}
+    result = run_cli(*args, "--out", tmp_path / "b", "--expires-in", given, env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b" / layout.MANIFEST).read_bytes())["expires_at"] == expires_at
+    for wrong in ("-1", "36501", "soon"):
+        refused = run_cli(*args, "--out", tmp_path / "c", "--expires-in", wrong, env=env)
+        assert refused.exit_code == 2 and "--expires-in" in refused.stderr, refused.output
+    assert not (tmp_path / "c").exists()

@@ -157,8 +157,17 @@ def test_unknown_schema_version(make_bundle: MakeBundle, keys: Keys, run_cli: Ru
 
 
 def test_untrusted_key(make_bundle: MakeBundle, other_keys: Keys, run_cli: RunCli) -> None:
-    result = run_cli("verify", make_bundle(), "--trusted-key", other_keys.pub)
+    bundle = make_bundle()
+    result = run_cli("verify", bundle, "--trusted-key", other_keys.pub)
     expect(result, SIGNATURE, layout.ENVELOPE, "not among the 1 trusted key")
+    # The verifier knows no flags; the command line says which one pins the publisher's key.
+    assert result.stderr.splitlines()[0].startswith(f"signature check failed: {bundle}: ")
+    assert result.stderr.splitlines()[-1] == ("hint: pin the publisher's public key with --trusted-key, after "
+                                              "checking its key id out of band")
+    as_json = json.loads(run_cli("verify", bundle, "--trusted-key", other_keys.pub, "--json").stdout)
+    assert as_json["verified"] is False and as_json["exit_code"] == SIGNATURE
+    assert as_json["error"].startswith(f"{bundle}: ") and as_json["error"].endswith(
+        ". Bundle REJECTED; nothing was uploaded")
 
 
 def test_no_trusted_key_at_all(make_bundle: MakeBundle, run_cli: RunCli) -> None:

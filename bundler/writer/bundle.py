@@ -27,9 +27,9 @@ import zstandard
 from bundler.keys import SigningKey
 from bundler.sign import sign_manifest
 from bundler.writer import volumes
-from bundler.writer.files import fsync_dir, fsync_tree, rename_no_replace, write_durable
 from bundler.writer.travel import Travel
 from loader import __version__, settings
+from loader.bundle.durable import fsync_dir, fsync_tree, rename_no_replace, write_durable
 from loader.bundle.verify import verify_bundle
 from loader.errors import ModelError, UsageError
 from loader.format import layout

@@ -12,11 +12,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from bundler.writer.files import write_durable
+from loader.bundle.durable import write_durable
 from loader.errors import UsageError
 from loader.format import layout
 from loader.format.manifest import FileEntry, Manifest
-from loader.format.volume_label import label_bytes
+from loader.format.volumes import label_bytes, markers
 
 # The envelope is base64 of the manifest plus the signature and a little JSON.
 _ENVELOPE_SLACK = 1024
@@ -83,8 +83,8 @@ def lay_out(tmp: Path, manifest: Manifest, manifest_bytes: bytes, envelope_bytes
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(tmp / entry.path, target)
     for number, directory in enumerate(dirs, start=1):
-        for name, data in ((layout.MANIFEST, manifest_bytes), (layout.ENVELOPE, envelope_bytes),
-                           (layout.VOLUME_LABEL, label_bytes(manifest, number))):
+        contents = (manifest_bytes, envelope_bytes, label_bytes(manifest, number))
+        for name, data in zip(markers(number), contents, strict=True):
             write_durable(directory / name, data)
     for leftover in (tmp / layout.DEFINITION_DIR, tmp / layout.LOADER_DIR):
         if leftover.is_dir():

@@ -17,11 +17,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader.bundle.content import check_file, open_regular, read_capped, sha256_file
+from loader.bundle.durable import fsync_tree
 from loader.bundle.verify import file_set_problems, verify_bundle
-from loader.bundle.volumes import listed_on, locate
+from loader.bundle.volumes import locate
 from loader.errors import EsbundleError, IntegrityError, Problem, UsageError
 from loader.format import layout
 from loader.format.manifest import Manifest
+from loader.format.volumes import files_on, markers
 from loader.progress import Progress
 
 CHUNK = 4 << 20
@@ -78,8 +80,8 @@ def copy_bundle(source: Path, dest: Path, trusted: Mapping[str, Ed25519PublicKey
     _check_destination(dest, manifest_bytes)
     # The manifest, envelope and label go first: they mark DEST as this bundle's, so an interrupted copy resumes
     # and no other bundle's copy can land on top of it.
-    markers = [n for n in (layout.MANIFEST, layout.ENVELOPE, layout.VOLUME_LABEL) if n in listed_on(manifest, number)]
-    names = markers + sorted(set(listed_on(manifest, number)) - set(markers))
+    first = markers(number)
+    names = [*first, *sorted(set(files_on(manifest, number)) - set(first))]
     entries = {e.path: e for e in manifest.files if e.volume == number}
     report = CopyReport()
     total = sum((root / name).stat().st_size for name in names)
@@ -100,7 +102,7 @@ def copy_bundle(source: Path, dest: Path, trusted: Mapping[str, Ed25519PublicKey
             report.rewritten += dst.exists()
             report.bytes_copied += _copy_one(src, dst, bar)
             report.copied += 1
-    _fsync_tree(dest)
+    fsync_tree(dest)
     for name in names:
         _drop_cache(dest / name)
     on_line(f"copied {report.copied} files ({report.bytes_copied} bytes), kept {report.kept} already correct"
@@ -150,8 +152,8 @@ def _read_back(source: Path, dest: Path, manifest: Manifest, number: int | None,
         on_line(f"read back {dest}: signature and every byte verified against the trusted key")
         return
     problems: list[Problem] = []
-    for name in (layout.MANIFEST, layout.ENVELOPE, layout.VOLUME_LABEL):
-        if name in listed_on(manifest, number) and sha256_file(dest / name) != sha256_file(source / name):
+    for name in markers(number):
+        if sha256_file(dest / name) != sha256_file(source / name):
             problems.append(Problem(name, "read back", "differs from the source after the copy"))
     problems += file_set_problems(dest, manifest, number)
     for entry in (e for e in manifest.files if e.volume == number):
@@ -160,16 +162,3 @@ def _read_back(source: Path, dest: Path, manifest: Manifest, number: int | None,
         raise IntegrityError(f"the copy on {dest} is not what was written", problems=problems,
                              hint="the medium may be failing: run the same copy again, or use another medium")
     on_line(f"read back {dest}: every byte matches the manifest (signature NOT checked: no trusted key given)")
-
-
-def _fsync_tree(root: Path) -> None:
-    for directory in sorted({p.parent for p in root.rglob("*")} | {root}):
-        try:
-            fd = os.open(directory, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader.bundle.content import check_file, read_capped, read_verified
-from loader.bundle.volumes import VolumeSet, agreement_problems, listed_on, locate
+from loader.bundle.volumes import VolumeSet, agreement_problems, locate
 from loader.errors import (
     EsbundleError,
     IncompleteError,
@@ -43,6 +43,7 @@ from loader.format.model_config import (
     tokenization_kind,
     vocabulary_problems,
 )
+from loader.format.volumes import files_on
 from loader.progress import Progress
 
 
@@ -174,7 +175,7 @@ def _volume_problems(manifest: Manifest) -> list[Problem]:
 
 def file_set_problems(root: Path, manifest: Manifest, volume: int | None = None) -> list[Problem]:
     """Step 6: what is on the medium equals what the manifest lists; no links, devices or pipes anywhere."""
-    listed = set(listed_on(manifest, volume))
+    listed = set(files_on(manifest, volume))
     dirs = {str(Path(p).parent.as_posix()) for p in listed} - {"."}
     problems: list[Problem] = []
     found: set[str] = set()

@@ -8,7 +8,7 @@ envelope and label must agree with the authenticated manifest, so a medium from 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from loader.bundle.content import open_regular, read_capped
 from loader.errors import LayoutError, Problem
 from loader.format import layout
 from loader.format.manifest import FileEntry, Manifest
-from loader.format.volume_label import MAX_LABEL_BYTES, label_bytes, label_number
+from loader.format.volumes import MAX_LABEL_BYTES, label_bytes, label_number
 
 
 @dataclass(frozen=True)
@@ -126,11 +126,3 @@ def agreement_problems(volumes: VolumeSet, manifest: Manifest, manifest_bytes: b
 
 def _read(path: Path) -> bytes:
     return read_capped(path, layout.MAX_ENVELOPE_BYTES, LayoutError(f"{path}: missing"))
-
-
-def listed_on(manifest: Manifest, number: int | None) -> Iterable[str]:
-    """The files a directory must hold: its share of the manifest's files plus the signed manifest itself."""
-    yield from (e.path for e in manifest.files if e.volume == number)
-    yield from (layout.MANIFEST, layout.ENVELOPE)
-    if number is not None:
-        yield layout.VOLUME_LABEL

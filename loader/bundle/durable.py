@@ -1,7 +1,8 @@
-"""Durable writes: a bundle may only appear under its name once every byte and every directory entry is on disk.
+"""Durable writes, for the writer and for `copy`: a bundle may only appear under its name, or count as copied,
+once every byte and every directory entry is on disk.
 
-Each file is written and fsynced; every directory is fsynced before the final rename; the rename itself refuses
-to replace anything that appeared at the target meanwhile.
+Each file is written and fsynced; every directory is fsynced; the writer's final rename refuses to replace
+anything that appeared at the target meanwhile.
 """
 from __future__ import annotations
 
