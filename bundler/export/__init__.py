@@ -3,7 +3,7 @@ trace answers like the original, and write a signed bundle.
 
 Modules, one concern each: `options` (what is asked), `source` (hub or folder), `tasks`, `tokenization`,
 `wrappers` (cluster-shaped modules), `cluster_inputs`, `trace`, `check`, `samples`, `es_config`,
-`torch_compat`, `stages` (progress), `pipeline` (`run_export`), `command` (the click command).
+`torch_compat`, `pipeline` (`run_export`). The command is `bundler.cli.export`.
 Importing this package imports no torch: `run_export` loads it when called.
 """
 from bundler.export.options import ExportOptions, ExportResult

@@ -16,18 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bundler.export import es_config, tasks, tokenization, torch_compat
 from bundler.export import source as src
-from bundler.export import tasks, tokenization, torch_compat
 from bundler.export.options import ExportOptions, ExportResult, check_options, derive_es_model_id
 from bundler.graph import GraphVerdict, assess
 from bundler.keys import SigningKey, load_signing_key
 from bundler.stages import StageLog
+from bundler.writer.bundle import write_bundle
 from bundler.writer.travel import Travel, prepared_travel
 from loader.errors import ModelError, UsageError
 
-# source, tasks, tokenization and torch_compat import nothing heavy at module level (huggingface_hub is imported
-# inside source's download function); wrappers, trace, check and samples import torch and are imported below,
-# inside the functions that need them.
+# source, tasks, tokenization, es_config and torch_compat import nothing heavy at module level (huggingface_hub is
+# imported inside source's download function); wrappers, cluster_inputs, trace, check and samples import torch and
+# are imported below, inside the functions that need them.
 
 EXTRA_HINT = "install the export extra on a connected machine: pip install 'esbundle[export]'"
 HEAVY = ("torch", "transformers", "huggingface_hub", "sentence_transformers")
@@ -126,7 +127,6 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     """Stage 1: the model's small files; task, tokenizer family, vocabulary and max length decided; then the
     weights (hub) and the hash of every file used."""
     from bundler.export.cluster_inputs import LowercasingTokenizer
-    from bundler.export.es_config import max_sequence_length
 
     options = checked.options
     source = (src.hub_source_light(options.hub_model_id, options.revision) if options.hub_model_id
@@ -141,7 +141,7 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     # sentence-transformers may lowercase before its tokenizer; the config then tells the cluster to do the same,
     # and the check must feed the trace the same lowercased text.
     st_lowercase = bool(st_layout and st_layout.do_lower_case)
-    max_len, origin = max_sequence_length(
+    max_len, origin = es_config.max_sequence_length(
         override=options.max_model_input_length, st_max_seq_length=st_layout.max_seq_length if st_layout else None,
         tokenizer=tokenizer, family=family.name, task=task, position_limit=facts.position_limit)
     source = src.fetch_weights(source)
@@ -270,9 +270,6 @@ def _check(plan: ExportPlan, loaded: Any, traced: Traced, definition: Path, log:
 
 def _write(plan: ExportPlan, proven: Proven, verdict: GraphVerdict, deployment_bytes: int, definition: Path,
            travel: Travel) -> ExportResult:
-    from bundler.export import es_config
-    from bundler.writer.bundle import write_bundle
-
     options, task, family = plan.options, plan.task, plan.family
     config = es_config.build_config(
         task=task, family=family.name, tokenization_options=dict(plan.tok_options), max_length=plan.max_len,

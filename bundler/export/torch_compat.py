@@ -17,6 +17,7 @@ from loader.releases.deployability import GraphFacts
 from loader.releases.libtorch import (
     Version,
     libtorch_for,
+    max_file_version,
     oldest_release_with_libtorch_at_least,
     parse_version,
     releases,
@@ -103,8 +104,6 @@ def min_es_version(torch_text: str, file_version: int | None, features: set[str]
     A later release line may run an older libtorch (9.0 after 8.19.8), so the loader also compares
     `required_libtorch` and the graph facts with the cluster's own.
     """
-    from loader.releases.libtorch import max_file_version
-
     ours = torch_version(torch_text)
     candidates = sorted({r.libtorch for r in releases()}, key=torch_version)
     fitting = [v for v in candidates

@@ -19,6 +19,7 @@ from loader.bundle.content import read_verified
 from loader.bundle.verify import Verified
 from loader.cluster.client import Cluster
 from loader.cluster.journal import Journal
+from loader.cluster.preflight import get_model
 from loader.errors import ClusterError
 from loader.format import layout
 from loader.format.canonical import strict_loads
@@ -186,8 +187,6 @@ class PartUploader:
 def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool, journal: Journal,
            concurrency: int, progress: bool | None) -> tuple[UploadStats, dict[str, Any]]:
     """Config (when creating), vocabulary, parts; then confirm `fully_defined`. Returns stats and the model."""
-    from loader.cluster.preflight import get_model
-
     stats = UploadStats()
     if create:
         journal.forget()
