@@ -1,4 +1,5 @@
 """`python -m bundler ...`: the esbundle command line, where the console script is not installed."""
 from bundler.cli.esbundle import main
 
-main()
+if __name__ == "__main__":
+    main()

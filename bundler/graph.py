@@ -1,7 +1,8 @@
-"""Measure a saved TorchScript archive the way Elasticsearch's native process will look at it.
+"""Measure a saved TorchScript archive the way Elasticsearch's native process will look at it, and judge it.
 
 The file version (the archive's `.data/version` record), whether any entry carries custom state hooks, and the
-node kinds of every top-level method after inlining, through every sub-block. Needs torch (export extra).
+node kinds of every top-level method after inlining, through every sub-block (measuring needs torch, imported
+when called). `assess` is the one step export and pack share: measure, then judge against the target release.
 """
 from __future__ import annotations
 
@@ -77,9 +78,9 @@ class GraphVerdict:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
-    def report(self, log: StageLog) -> None:
+    def report(self, log: StageLog, indent: str = "  ") -> None:
         for note in self.notes:
-            log.say(f"  {note}")
+            log.say(f"{indent}{note}")
         for warning in self.warnings:
             log.warn(warning)
 
@@ -100,7 +101,9 @@ def assess(definition: Path, target: Version | None, allow_unsupported: bool, *,
     try:
         facts = graph_facts(definition)
     except ModuleNotFoundError:
-        if target or required:
+        if required:
+            raise
+        if target:
             raise UsageError("--target-es-version needs torch to read the model's graph",
                              hint="pip install torch (the version the cluster runs), or leave out the target") from None
         return GraphVerdict(None, {}, warnings=("torch is not installed: the graph was not measured, and the loader "

@@ -1,7 +1,8 @@
 """What every command that writes a bundle is asked (`BundleOptions`), and the checks on it, shared by `export`
 and `pack` so that both refuse the same things with the same words, before anything is loaded or written.
 
-Plain data and pure checks: imported by the command line on the offline install, where torch is absent.
+Plain data and checks that need nothing heavy: imported by the command line on the offline install, where torch is
+absent.
 """
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler.writer.bundle import check_identity
 from bundler.writer.travel import TravelOptions
 from loader.errors import UsageError
 from loader.format import layout
+from loader.format.model_config import model_id_problem
 
 DEFAULT_EXPIRES_IN_DAYS = 365
 MAX_EXPIRES_IN_DAYS = 36_500  # a century; beyond it dates overflow and expiry means nothing
@@ -51,5 +52,20 @@ def check_bundle_options(options: BundleOptions) -> None:
     parent = options.out.parent
     if parent.exists() and not parent.is_dir():
         raise UsageError(f"--out {options.out}: {parent} is a file, not a directory")
-    if os.path.lexists(options.out):
-        raise UsageError(f"{options.out}: already exists; refusing to overwrite", hint="choose a new --out directory")
+    refuse_existing(options.out)
+
+
+def check_identity(model_id: str | None, bundle_version: int, part_size: int) -> None:
+    """The model id, bundle version and part size the bundle will carry (a model id of None: not known yet)."""
+    why = model_id_problem(model_id) if model_id is not None else None
+    if why:
+        raise UsageError(f"--es-model-id: {why}")
+    if bundle_version < 1:
+        raise UsageError("--bundle-version must be at least 1")
+    if not layout.MIN_PART_SIZE <= part_size <= layout.MAX_PART_SIZE:
+        raise UsageError(f"--part-size {part_size} is outside {layout.MIN_PART_SIZE}..{layout.MAX_PART_SIZE} bytes")
+
+
+def refuse_existing(out: Path) -> None:
+    if os.path.lexists(out):
+        raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")

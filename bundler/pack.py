@@ -59,7 +59,7 @@ def run_pack(options: PackOptions, *, log: StageLog | None = None) -> PackResult
     key = load_signing_key(options.signing_key)
     verdict = assess(options.definition, parse_target(options.target_es_version), options.allow_unsupported_ops,
                      required=False)
-    verdict.report(log)
+    verdict.report(log, indent="")
     graph = verdict.record.get("graph") or {}
     with prepared_travel(options.travel) as travel:
         manifest = write_bundle(

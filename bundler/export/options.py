@@ -1,7 +1,7 @@
 """What an export is asked to do (`ExportOptions`) and what it did (`ExportResult`).
 
 Plain data and the pure checks on it, nothing heavy: this module is imported by the CLI on the offline install,
-where torch is absent, so it must import nothing beyond the standard library, `loader` and `bundler.options`.
+where torch is absent, so it must import nothing heavy (the standard library, `loader`, and light `bundler` modules).
 """
 from __future__ import annotations
 

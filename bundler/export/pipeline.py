@@ -141,6 +141,8 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     # sentence-transformers may lowercase before its tokenizer; the config then tells the cluster to do the same,
     # and the check must feed the trace the same lowercased text.
     st_lowercase = bool(st_layout and st_layout.do_lower_case)
+    vocabulary = tokenization.vocabulary_document(family, tokenizer)
+    tok_options = tokenization.tokenization_options(family, tokenizer, st_lowercase=st_lowercase)
     max_len, origin = es_config.max_sequence_length(
         override=options.max_model_input_length, st_max_seq_length=st_layout.max_seq_length if st_layout else None,
         tokenizer=tokenizer, family=family.name, task=task, position_limit=facts.position_limit)
@@ -148,9 +150,7 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     plan = ExportPlan(
         checked=checked, source=source, files=src.hash_files(source.path), st_layout=st_layout, model_dir=model_dir,
         facts=facts, task=task, tokenizer=LowercasingTokenizer(tokenizer) if st_lowercase else tokenizer,
-        family=family, vocabulary=tokenization.vocabulary_document(family, tokenizer),
-        tok_options=tokenization.tokenization_options(family, tokenizer, st_lowercase=st_lowercase),
-        max_len=max_len, max_len_origin=origin)
+        family=family, vocabulary=vocabulary, tok_options=tok_options, max_len=max_len, max_len_origin=origin)
     log.say(f"  {task}, tokenization {family.name} ({family.tokenizer_class}), max_sequence_length {max_len} "
             f"({origin}), {len(plan.files)} files" + (f", commit {source.commit_sha}" if source.commit_sha else ""))
     return plan

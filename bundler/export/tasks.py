@@ -27,7 +27,6 @@ HEAD_FOR_TASK = {
 }
 ZERO_SHOT_LABELS = {"entailment", "neutral", "contradiction"}
 DPR_ENCODERS = ("DPRContextEncoder", "DPRQuestionEncoder")
-LABELLED_TASKS = ("ner", "text_classification", "zero_shot_classification")
 _IOB = re.compile(r"^(O|[BI]_.+)$")
 
 

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 import zstandard
 
 from bundler.keys import SigningKey
+from bundler.options import check_identity, refuse_existing
 from bundler.sign import sign_manifest
 from bundler.writer import volumes
 from bundler.writer.travel import Travel
@@ -38,7 +39,6 @@ from loader.format.manifest import SCHEMA_V1, Definition, FileEntry, Manifest, f
 from loader.format.model_config import (
     TASK_TYPES,
     config_problems,
-    model_id_problem,
     tokenization_kind,
     vocabulary_problems,
 )
@@ -93,17 +93,6 @@ def _write_parts(tmp: Path, definition: Path, part_size: int) -> tuple[list[File
             write_durable(tmp / stored.entry.path, stored.data)
             entries.append(stored.entry)
     return entries, whole.hexdigest(), total
-
-
-def check_identity(model_id: str | None, bundle_version: int, part_size: int) -> None:
-    """The model id, bundle version and part size the bundle will carry (a model id of None: not known yet)."""
-    why = model_id_problem(model_id) if model_id is not None else None
-    if why:
-        raise UsageError(f"--es-model-id: {why}")
-    if bundle_version < 1:
-        raise UsageError("--bundle-version must be at least 1")
-    if not layout.MIN_PART_SIZE <= part_size <= layout.MAX_PART_SIZE:
-        raise UsageError(f"--part-size {part_size} is outside {layout.MIN_PART_SIZE}..{layout.MAX_PART_SIZE} bytes")
 
 
 def check_inputs(*, definition: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any], model_id: str,
@@ -161,11 +150,6 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
         rename_no_replace(tmp, out)
         fsync_dir(out.parent)
     return manifest
-
-
-def refuse_existing(out: Path) -> None:
-    if os.path.lexists(out):
-        raise UsageError(f"{out}: already exists; refusing to overwrite", hint="choose a new --out directory")
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from loader.format import layout
@@ -52,5 +52,4 @@ def prepared_travel(options: TravelOptions) -> Iterator[Travel]:
 
     with tempfile.TemporaryDirectory(prefix="esbundle-wheelhouse-") as work:
         files = build_wheelhouse(Path(work), python_version=options.loader_python, platform=options.loader_platform)
-        yield Travel(volume_size=plain.volume_size, filesystem=plain.filesystem, cluster_size=plain.cluster_size,
-                     extra_files=tuple((f.relpath, f.source) for f in files))
+        yield replace(plain, extra_files=tuple((f.relpath, f.source) for f in files))

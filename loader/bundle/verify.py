@@ -74,6 +74,12 @@ class Verified:
     def root_of(self, entry: FileEntry) -> Path:
         return self.volumes.root_of(entry)
 
+    def read_json(self, role: str) -> Any:
+        """The config or vocabulary, re-read and re-hashed now (what is used is what was verified), parsed."""
+        entry = self.manifest.file(role)
+        assert entry is not None  # verification guarantees one config and one vocabulary
+        return strict_loads(read_verified(self.root_of(entry), entry))
+
     def cluster_metadata(self) -> dict[str, Any]:
         """The record the loader writes into the model's config in the cluster."""
         return bundle_metadata(self.manifest, self.manifest_sha256, self.signer_key_id)

@@ -8,7 +8,7 @@ import click
 
 from loader import settings
 from loader.bundle.trust import load_trusted_keys
-from loader.errors import SignatureError
+from loader.errors import NoTrustedKeyError
 
 trusted_key_option = click.option(
     "--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
@@ -19,7 +19,6 @@ def trusted_keys_from(flag_values: tuple[Path, ...], *, required: bool) -> dict[
     paths = settings.trusted_key_paths(flag_values)
     if not paths:
         if required:
-            raise SignatureError("no trusted public key given; refusing to trust whatever key the bundle names",
-                                 hint=f"pass --trusted-key PUB or set {settings.TRUSTED_KEYS}")
+            raise NoTrustedKeyError("no trusted public key given; refusing to trust whatever key the bundle names")
         return {}
     return load_trusted_keys(paths)

@@ -11,8 +11,6 @@ from typing import Any
 from loader.cluster.client import Cluster
 from loader.errors import ClusterError
 
-STARTED_STATES = ("started", "fully_allocated")
-
 
 @dataclass(frozen=True)
 class StartOptions:

@@ -15,7 +15,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader import settings
-from loader.bundle.content import read_verified
 from loader.bundle.verify import Verified, verify_bundle
 from loader.cluster import receipt as receipts
 from loader.cluster.client import Cluster, Connection
@@ -25,7 +24,6 @@ from loader.cluster.preflight import NOTHING_UPLOADED, LoadPlan, Overrides, pref
 from loader.cluster.upload import UploadStats, upload
 from loader.errors import ClusterError, EsbundleError
 from loader.format import layout
-from loader.format.canonical import strict_loads
 from loader.releases.libtorch import version_text
 
 RESUME_STEP = "run the same command again to resume: parts the cluster acknowledged are not sent again"
@@ -169,9 +167,7 @@ def _smoke(cluster: Cluster, verified: Verified, model_id: str, on_event: OnEven
     if not manifest.samples:
         on_event(Noted("no samples recorded in the bundle: smoke test skipped"))
         return []
-    entry = manifest.file(layout.ROLE_CONFIG)
-    assert entry is not None  # verification guarantees it
-    config = strict_loads(read_verified(verified.root_of(entry), entry))
+    config = verified.read_json(layout.ROLE_CONFIG)
     outcomes = smoke_test(cluster, model_id, manifest.task_type, config["input"]["field_names"][0], manifest.samples)
     for outcome in outcomes:
         on_event(outcome)

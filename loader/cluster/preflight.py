@@ -71,7 +71,7 @@ def _licence(cluster: Cluster) -> Check:
     kind, status = licence.get("type"), licence.get("status")
     if kind not in ML_LICENCES or status != "active":
         raise PolicyError(f"the cluster's licence is {kind} ({status}); machine learning needs platinum, enterprise "
-                          "or trial", hint="nothing was uploaded; start a trial or upgrade the licence")
+                          "or trial", hint="start a trial or upgrade the licence")
     return Check("licence", f"{kind}, {status}")
 
 
@@ -80,7 +80,7 @@ def _ml_node(cluster: Cluster) -> Check:
     ml = [n.get("name", node_id) for node_id, n in nodes.items() if "ml" in (n.get("roles") or [])]
     if not ml:
         raise ClusterError("the cluster has no machine learning node (no node with the `ml` role)",
-                           hint="add a node with node.roles including ml; nothing was uploaded")
+                           hint="add a node with node.roles including ml")
     return Check("ml node", f"{len(ml)} ({', '.join(sorted(ml)[:3])})")
 
 

@@ -22,7 +22,6 @@ from loader.cluster.journal import Journal
 from loader.cluster.preflight import get_model
 from loader.errors import ClusterError
 from loader.format import layout
-from loader.format.canonical import strict_loads
 from loader.format.cluster_metadata import METADATA_KEY
 from loader.format.manifest import FileEntry
 from loader.progress import Progress
@@ -64,8 +63,7 @@ def _already_exists(exc: Exception) -> bool:
 
 
 def put_config(cluster: Cluster, verified: Verified, model_id: str) -> None:
-    entry = _entry(verified, layout.ROLE_CONFIG)
-    config = dict(strict_loads(read_verified(verified.root_of(entry), entry)))
+    config = dict(verified.read_json(layout.ROLE_CONFIG))
     config["metadata"] = {**(config.get("metadata") or {}), METADATA_KEY: verified.cluster_metadata()}
     cluster.call(f"create model [{model_id}]", lambda c: c.ml.put_trained_model(model_id=model_id, **config))
 
@@ -74,8 +72,7 @@ def put_vocabulary(cluster: Cluster, verified: Verified, model_id: str) -> bool:
     """True when sent, False when the cluster already held it (resume of this very bundle)."""
     from elasticsearch import BadRequestError
 
-    entry = _entry(verified, layout.ROLE_VOCABULARY)
-    vocabulary = strict_loads(read_verified(verified.root_of(entry), entry))
+    vocabulary = verified.read_json(layout.ROLE_VOCABULARY)
     try:
         cluster.call(f"upload the vocabulary of [{model_id}]",
                      lambda c: c.ml.put_trained_model_vocabulary(model_id=model_id, **vocabulary),
@@ -85,12 +82,6 @@ def put_vocabulary(cluster: Cluster, verified: Verified, model_id: str) -> bool:
             return False
         raise cluster._failure(f"upload the vocabulary of [{model_id}]", exc) from None
     return True
-
-
-def _entry(verified: Verified, role: str) -> FileEntry:
-    entry = verified.manifest.file(role)
-    assert entry is not None  # verification guarantees it
-    return entry
 
 
 class PartUploader:
