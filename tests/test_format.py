@@ -70,10 +70,36 @@ def test_unsafe_paths_are_refused(path: str) -> None:
     assert layout.path_problem(path) is not None
 
 
-def test_portable_paths_pass_and_case_clashes_are_caught() -> None:
-    assert layout.path_problem("definition/part-00001.zst") is None
-    problems = layout.path_problems(["config.json", "Config.json"])
-    assert len(problems) == 1 and "case-insensitive" in problems[0].detail
+@pytest.mark.parametrize("path", ["definition/part-00001.zst", "config.json", "vocabulary.json.zst",
+                                  "loader/wheels/cffi-1.17.1-cp311-cp311-manylinux_2_17_x86_64.whl",
+                                  "loader/sha256sums.txt", "a" * layout.MAX_COMPONENT_LEN])
+def test_portable_paths_pass(path: str) -> None:
+    assert layout.path_problem(path) is None
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("Config.json", "portable set"),  # upper case: a case clash on FAT32 and NTFS
+    ("ｃonfig.json", "portable set"),  # full-width letter
+    ("caf\u00e9.json", "portable set"), ("cafe\u0301.json", "portable set"),  # the NFC and NFD twins
+    ("a\x85b", "portable set"), ("a\u202eb", "portable set"), ("a\x1bb", "portable set"),  # C1, bidi, ESC
+    ("a\nb", "portable set"), ("a\x00b", "portable set"),
+    ("con", "reserved device name"), ("nul.txt", "reserved device name"), ("loader/com1.whl", "reserved device"),
+    ("lpt9.zst", "reserved device name"), ("conin$", "portable set"), ("CON", "portable set"),
+    ("name.", "portable set"), ("name ", "portable set"), (".hidden", "portable set"),
+    ("a" * (layout.MAX_COMPONENT_LEN + 1), "longer than"), ("a/" * 80 + "b", "longer than"),
+    ("a/b/c/d/e", "nested deeper"), ("../x", "'..'"), ("a//b", "empty"), ("/etc/passwd", "absolute"),
+    ("C:evil", "absolute"), ("\\\\server\\share", "absolute"), ("a\\b", "portable set"),
+])
+def test_paths_outside_the_portable_set_are_refused(path: str, why: str) -> None:
+    problem = layout.path_problem(path)
+    assert problem is not None and why in problem, problem
+
+
+def test_each_role_lives_in_its_own_place() -> None:
+    assert layout.role_place_problem("loader", "loader/wheels/x.whl") is None
+    assert layout.role_place_problem("loader", "definition/part-99999.zst") is not None
+    assert layout.role_place_problem("config", "loader/config.json") is not None
+    assert layout.role_place_problem("definition_part", "definition/part-00000.zst") is None
 
 
 def test_part_paths_round_trip() -> None:

@@ -1,7 +1,7 @@
 """The wheelhouse that carries the offline tool: built for real, then installed for real with no index and no network.
 
 One wheelhouse for this interpreter's Python and this machine's platform is built per module; the install runs the
-commands INSTALL.txt prints, from inside the loader/ folder, with pip cut off from every index and from the network.
+commands install.txt prints, from inside the loader/ folder, with pip cut off from every index and from the network.
 """
 from __future__ import annotations
 
@@ -69,9 +69,9 @@ def loader_dir(built: list[WheelhouseFile], tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def installed(loader_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run INSTALL.txt's commands (`$ ...` lines) from inside loader/; return the venv they make."""
+    """Run install.txt's commands (`$ ...` lines) from inside loader/; return the venv they make."""
     home = tmp_path_factory.mktemp("home")
-    commands = re.findall(r"^\s+\$ (.+)$", (loader_dir / "INSTALL.txt").read_text(), flags=re.MULTILINE)
+    commands = re.findall(r"^\s+\$ (.+)$", (loader_dir / "install.txt").read_text(), flags=re.MULTILINE)
     install = [c for c in commands if "esbundle verify" not in c]
     assert len(install) == 3 and commands[-1].startswith("~/esbundle-venv/bin/esbundle verify .. "), commands
     for command in install:
@@ -86,7 +86,7 @@ def installed(loader_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def test_files_and_order(built: list[WheelhouseFile]) -> None:
     paths = [f.relpath for f in built]
     wheels = [p for p in paths if p.startswith("loader/wheels/")]
-    assert paths == [*sorted(wheels), "loader/requirements.txt", "loader/SHA256SUMS", "loader/INSTALL.txt"]
+    assert paths == [*sorted(wheels), "loader/requirements.txt", "loader/sha256sums.txt", "loader/install.txt"]
     assert all(p.endswith(".whl") for p in wheels) and all(f.source.is_file() for f in built)
     names = {wheel_name(p) for p in wheels}
     assert "esbundle" in names and set(BASE) <= names
@@ -114,22 +114,22 @@ def test_requirements_pin_every_wheel_by_its_hash(built: list[WheelhouseFile]) -
 def test_same_inputs_same_wheelhouse(built: list[WheelhouseFile], tmp_path: Path) -> None:
     again = build_wheelhouse(tmp_path / "work", python_version=PYTHON, platform=PLATFORM)
     assert [f.relpath for f in again] == [f.relpath for f in built]
-    # Our own wheel is byte-identical too, so requirements.txt and SHA256SUMS are the same text.
+    # Our own wheel is byte-identical too, so requirements.txt and sha256sums.txt are the same text.
     assert [sha256(f.source) for f in again] == [sha256(f.source) for f in built]
 
 
 def test_plain_sha256sum_checks_the_folder(loader_dir: Path, tmp_path: Path) -> None:
-    done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=loader_dir, capture_output=True, text=True)
+    done = subprocess.run(["sha256sum", "-c", "sha256sums.txt"], cwd=loader_dir, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     checked = {line.rsplit(": ", 1)[0] for line in done.stdout.splitlines() if line.endswith(": OK")}
     listed = {str(p.relative_to(loader_dir)) for p in loader_dir.rglob("*") if p.is_file()}
-    assert checked == listed - {"SHA256SUMS"}
+    assert checked == listed - {"sha256sums.txt"}
     copy = shutil.copytree(loader_dir, tmp_path / "loader")
     wheel = next((copy / "wheels").glob("esbundle-*.whl"))
     data = bytearray(wheel.read_bytes())
     data[len(data) // 2] ^= 1  # one bit flipped in transit
     wheel.write_bytes(bytes(data))
-    done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=copy, capture_output=True, text=True)
+    done = subprocess.run(["sha256sum", "-c", "sha256sums.txt"], cwd=copy, capture_output=True, text=True)
     assert done.returncode != 0 and f"wheels/{wheel.name}: FAILED" in done.stdout
 
 
@@ -200,17 +200,17 @@ def test_bundle_carries_its_loader_on_the_first_volume(tmp_path: Path, keys: Key
                      "--loader-platform", PLATFORM)
     assert packed.exit_code == 0, packed.output
     volumes = sorted((tmp_path / "b").glob("vol*"))
-    assert len(volumes) >= 2 and (volumes[0] / "loader" / "INSTALL.txt").exists()
+    assert len(volumes) >= 2 and (volumes[0] / "loader" / "install.txt").exists()
     assert not any((v / "loader").exists() for v in volumes[1:])
     manifest = json.loads((volumes[0] / "manifest.json").read_text())
     assert {f["path"] for f in manifest["files"] if f["role"] == "loader"} >= {
-        "loader/INSTALL.txt", "loader/requirements.txt", "loader/SHA256SUMS"}
+        "loader/install.txt", "loader/requirements.txt", "loader/sha256sums.txt"}
 
     home = tmp_path / "home"
     home.mkdir()
     loader_dir = volumes[0] / "loader"
-    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=loader_dir).returncode == 0
-    commands = re.findall(r"^\s+\$ (.+)$", (loader_dir / "INSTALL.txt").read_text(), flags=re.MULTILINE)
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "sha256sums.txt"], cwd=loader_dir).returncode == 0
+    commands = re.findall(r"^\s+\$ (.+)$", (loader_dir / "install.txt").read_text(), flags=re.MULTILINE)
     for command in [c for c in commands if "esbundle verify" not in c and "sha256sum" not in c]:
         command = command.replace(f"python{PYTHON} ", f"{sys.executable} ", 1)
         done = subprocess.run(["bash", "-c", command], cwd=loader_dir, env=offline_env(home), capture_output=True,

@@ -3,7 +3,7 @@
 Owns what goes in loader/: this project's wheel, built from the source tree; binary wheels of its base (offline)
 dependencies and of theirs, for one target CPython and platform (never the [export] extra: no torch, no
 transformers); `requirements.txt`, pinning each wheel by version and sha256 for pip's hash-checking mode;
-`SHA256SUMS`, for a check with plain `sha256sum` before the tool is trusted; and `INSTALL.txt`, the exact commands.
+`sha256sums.txt`, for a check with plain `sha256sum` before the tool is trusted; and `install.txt`, the exact commands.
 The files are made in a work directory; the caller lists them in the signed manifest under the returned paths.
 
 Default platform `manylinux2014_x86_64`: glibc 2.17 or newer (RHEL/CentOS 7 and every later x86-64 Linux), the widest
@@ -116,20 +116,20 @@ def _gather(own: _Wheel, wheels: Path, python_version: str, platform: str, abi: 
 
 def _write_instructions(work: Path, kept: list[_Wheel], own: _Wheel, python_version: str,
                         platform: str) -> list[Path]:
-    """requirements.txt (every wheel pinned by sha256), SHA256SUMS and INSTALL.txt, in `work`."""
+    """requirements.txt (every wheel pinned by sha256), sha256sums.txt and install.txt, in `work`."""
     digests = {w.path.name: sha256_file(w.path) for w in kept}
     requirements = work / "requirements.txt"
     lines = [f"# esbundle {own.version} and its offline runtime, for CPython {python_version} on {platform}.",
-             "# Each wheel pinned by version and sha256: install with --require-hashes (see INSTALL.txt)."]
+             "# Each wheel pinned by version and sha256: install with --require-hashes (see install.txt)."]
     lines += [f"{w.name}=={w.version} \\\n    --hash=sha256:{digests[w.path.name]}" for w in
               sorted(kept, key=lambda w: w.name)]
     requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    install = work / "INSTALL.txt"
+    install = work / "install.txt"
     install.write_text(_install_text(python_version, platform, own.version), encoding="utf-8")
-    # Paths relative to loader/, so that `sha256sum -c SHA256SUMS` runs from inside that folder.
+    # Paths relative to loader/, so that `sha256sum -c sha256sums.txt` runs from inside that folder.
     sums = [(digests[w.path.name], f"wheels/{w.path.name}") for w in kept]
     sums += [(sha256_file(requirements), requirements.name), (sha256_file(install), install.name)]
-    checksums = work / "SHA256SUMS"
+    checksums = work / "sha256sums.txt"
     checksums.write_text("".join(f"{digest}  {rel}\n" for digest, rel in sums), encoding="utf-8")
     return [requirements, checksums, install]
 
@@ -281,9 +281,9 @@ The wheels are for CPython {python} on {platform}. Run every command from inside
 folder (for a bundle on several volumes, the loader/ folder of the first volume).
 
 1. Check the files here before trusting the tool they install; every line must end in OK:
-     $ sha256sum -c SHA256SUMS
-   This catches a damaged or altered copy. To know that SHA256SUMS itself is the publisher's, compare
-   the output of `sha256sum SHA256SUMS` with a value the publisher gave you some other way.
+     $ sha256sum -c sha256sums.txt
+   This catches a damaged or altered copy. To know that sha256sums.txt itself is the publisher's, compare
+   the output of `sha256sum sha256sums.txt` with a value the publisher gave you some other way.
 
 2. Install into a new virtual environment outside the bundle (the bundle must stay as it was signed):
      $ {interpreter} -m venv ~/esbundle-venv

@@ -8,9 +8,7 @@ its stored sha256 matches the signed manifest.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader.bundle.content import check_file, read_capped, read_verified
+from loader.bundle.structure import file_set_problems, structure_problems
 from loader.bundle.volumes import VolumeSet, agreement_problems, locate
 from loader.errors import (
     EsbundleError,
@@ -37,13 +36,10 @@ from loader.format.cluster_metadata import bundle_metadata
 from loader.format.dsse import Envelope, verify_envelope
 from loader.format.manifest import PAYLOAD_TYPE, FileEntry, Manifest, parse_time
 from loader.format.model_config import (
-    TASK_TYPES,
     config_problems,
-    model_id_problem,
     tokenization_kind,
     vocabulary_problems,
 )
-from loader.format.volumes import files_on
 from loader.progress import Progress
 
 
@@ -110,104 +106,6 @@ def expiry_problem(manifest: Manifest, now: datetime) -> str | None:
     if manifest.expires_at and now >= parse_time(manifest.expires_at):
         return f"the bundle expired at {manifest.expires_at} (now {now:%Y-%m-%dT%H:%M:%SZ})"
     return None
-
-
-def structure_problems(manifest: Manifest) -> list[Problem]:
-    """Step 5 and the manifest-only semantic checks: safe paths, each role in its place, parts that add up."""
-    problems = layout.path_problems(e.path for e in manifest.files)
-    if problems:
-        return problems
-    expected = {layout.ROLE_CONFIG: layout.CONFIG, layout.ROLE_VOCABULARY: layout.VOCABULARY}
-    for role, path in expected.items():
-        found = [e.path for e in manifest.files if e.role == role]
-        if found != [path]:
-            problems.append(Problem(path, "layout", f"exactly one {role} file must be at {path}, found {found}"))
-    d, parts = manifest.definition, manifest.parts()
-    if [e.part for e in parts] != list(range(len(parts))) or any(
-            e.path != layout.part_path(e.part or 0) for e in parts):
-        problems.append(Problem(layout.DEFINITION_DIR, "definition parts", "parts must be numbered 0..n-1 at "
-                                "definition/part-NNNNN.zst"))
-    if d.part_count != len(parts):
-        problems.append(Problem(layout.DEFINITION_DIR, "definition parts",
-                                f"manifest lists {len(parts)} parts, definition says {d.part_count}"))
-    if not 0 < d.part_count <= layout.MAX_PARTS or d.total_length > layout.MAX_DEFINITION_BYTES:
-        problems.append(Problem(layout.DEFINITION_DIR, "definition limits", f"{d.part_count} parts of "
-                                f"{d.total_length} bytes exceed Elasticsearch's limits"))
-    if d.part_count != math.ceil(d.total_length / d.part_size) or sum(e.size for e in parts) != d.total_length:
-        problems.append(Problem(layout.DEFINITION_DIR, "definition length",
-                                f"parts add up to {sum(e.size for e in parts)} bytes, total_length is "
-                                f"{d.total_length} in parts of {d.part_size}"))
-    problems += [Problem(e.path, "part size", f"{e.size} bytes, every part but the last must be {d.part_size}")
-                 for e in parts[:-1] if e.size != d.part_size]
-    if not layout.MIN_PART_SIZE <= d.part_size <= layout.MAX_PART_SIZE:
-        problems.append(Problem(layout.DEFINITION_DIR, "part size", f"{d.part_size} bytes is outside "
-                                f"{layout.MIN_PART_SIZE}..{layout.MAX_PART_SIZE}"))
-    problems += _size_limit_problems(manifest)
-    problems += _volume_problems(manifest)
-    if manifest.task_type not in TASK_TYPES:
-        problems.append(Problem(layout.MANIFEST, "task type", f"unknown task type {manifest.task_type!r}"))
-    why = model_id_problem(manifest.model_id)
-    if why:
-        problems.append(Problem(layout.MANIFEST, "model id", why))
-    return problems
-
-
-def _size_limit_problems(manifest: Manifest) -> list[Problem]:
-    """Caps on what the loader will hold in memory: a signed manifest may still declare absurd sizes."""
-    limits = {layout.ROLE_CONFIG: layout.MAX_CONFIG_BYTES, layout.ROLE_VOCABULARY: layout.MAX_VOCABULARY_BYTES,
-              layout.ROLE_DEFINITION_PART: layout.MAX_PART_SIZE}
-    problems = []
-    for entry in manifest.files:
-        limit = limits.get(entry.role)
-        # zstd never grows data by more than a small fraction; a stored file much larger than its limit is hostile.
-        if limit is not None and (entry.size > limit or entry.stored_size > limit + limit // 64 + 4096):
-            problems.append(Problem(entry.path, "size limit", f"{max(entry.size, entry.stored_size)} bytes "
-                                    f"exceeds the {limit} byte limit for a {entry.role} file"))
-    return problems
-
-
-def _volume_problems(manifest: Manifest) -> list[Problem]:
-    if manifest.volumes is None:
-        return [Problem(e.path, "volume", "names a volume in a single-directory bundle") for e in manifest.files
-                if e.volume is not None]
-    if not 1 <= manifest.volumes <= layout.MAX_VOLUMES:
-        return [Problem(layout.MANIFEST, "volumes", f"{manifest.volumes} volumes is outside 1..{layout.MAX_VOLUMES}")]
-    problems = [Problem(e.path, "volume", f"volume {e.volume} is not one of 1..{manifest.volumes}")
-                for e in manifest.files if e.volume is None or not 1 <= e.volume <= manifest.volumes]
-    problems += [Problem(e.path, "volume", "must be on the first volume") for e in manifest.files
-                 if e.role != layout.ROLE_DEFINITION_PART and e.volume != 1]
-    return problems
-
-
-def file_set_problems(root: Path, manifest: Manifest, volume: int | None = None) -> list[Problem]:
-    """Step 6: what is on the medium equals what the manifest lists; no links, devices or pipes anywhere."""
-    listed = set(files_on(manifest, volume))
-    dirs = {str(Path(p).parent.as_posix()) for p in listed} - {"."}
-    problems: list[Problem] = []
-    found: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        for name in dirnames + filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            mode = os.lstat(os.path.join(dirpath, name)).st_mode
-            rel_shown = f"{layout.volume_dir(volume)}/{rel}" if volume else rel
-            if stat.S_ISLNK(mode):
-                problems.append(Problem(rel_shown, "file type", "is a symbolic link; bundles hold regular files only"))
-            elif stat.S_ISDIR(mode):
-                if rel not in dirs:
-                    problems.append(Problem(rel_shown, "file set", "extra directory not listed in the manifest"))
-            elif not stat.S_ISREG(mode):
-                problems.append(Problem(rel_shown, "file type", "is a special file (device, pipe or socket)"))
-            elif rel not in listed:
-                problems.append(Problem(rel_shown, "file set", "extra file not listed in the manifest"))
-            else:
-                found.add(rel)
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-    linked = {p.path for p in problems}
-    prefix = f"{layout.volume_dir(volume)}/" if volume else ""
-    problems += [Problem(prefix + p, "file set", "missing") for p in sorted(listed - found)
-                 if prefix + p not in linked]
-    return problems
 
 
 def size_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:

@@ -2,12 +2,20 @@
 
 Canonical: sorted keys, no insignificant whitespace, UTF-8, no NaN. The same object always gives the same bytes,
 which is what makes bundles reproducible and signatures stable.
-Strict: duplicate keys are refused, because two parsers could pick different values for the same key.
+Strict: duplicate keys are refused, because two parsers could pick different values for the same key. Bounded:
+the nesting depth and the number of values are counted on the text before anything is built, so a small hostile
+document (64 MiB of `[[],[],...`) cannot cost gigabytes of objects.
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+MAX_DEPTH = 32  # a manifest nests 6 deep; a vocabulary 2
+MAX_VALUES = 2_000_000  # a 250k-token vocabulary with its scores and merges has under a million
+# A whole string (escapes included), or one structural character; anything else is scalar text between them.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*+"|[\[\]{},]')
 
 
 class JsonProblem(ValueError):
@@ -31,12 +39,35 @@ def _no_constants(name: str) -> Any:
     raise JsonProblem(f"non-standard number {name}")
 
 
-def strict_loads(data: bytes) -> Any:
-    """Parse UTF-8 JSON, refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+def shape_problem(text: str, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> str | None:
+    """Why the document nests deeper or holds more values than allowed; None when it does not."""
+    depth = values = 0
+    for match in _TOKENS.finditer(text):
+        char = text[match.start()]
+        if char in "[{":
+            depth += 1
+            values += 1
+            if depth > max_depth:
+                return f"nested too deeply (more than {max_depth} levels)"
+        elif char in "]}":
+            depth -= 1
+        elif char == ",":
+            values += 1
+        if values > max_values:
+            return f"holds more than {max_values} values"
+    return None
+
+
+def strict_loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> Any:
+    """Parse UTF-8 JSON, refusing duplicate keys, NaN/Infinity, invalid UTF-8, and documents nested deeper or
+    holding more values than the limits (checked before parsing)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonProblem(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    why = shape_problem(text, max_depth, max_values)
+    if why:
+        raise JsonProblem(why)
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except JsonProblem:

@@ -1,7 +1,9 @@
 """Where each file lives in a bundle, the rules every path must follow, and the hard limits.
 
-Names are lower-case ASCII so that a bundle survives FAT32, exFAT, NTFS and ext4 alike (no case clashes,
-none of the characters Windows refuses, no reserved device names).
+Every path component is drawn from a small portable set (lower-case ASCII letters, digits, `.`, `_`, `-`; not
+starting with a dot; ending in a letter, digit, `_` or `-`), so that a bundle survives FAT32, exFAT, NTFS and ext4
+alike: no case clashes, no Unicode normalisation twins, no control or bidirectional characters, none of the
+characters Windows refuses, no reserved device names, and paths short enough for any of them.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ MAX_MANIFEST_BYTES = 8 << 20
 MAX_ENVELOPE_BYTES = 12 << 20  # base64 of the manifest plus a little JSON
 MAX_CONFIG_BYTES = 1 << 20
 MAX_VOCABULARY_BYTES = 64 << 20  # uncompressed; Elastic's own loader caps around 10 MB, leave room
+MAX_LOADER_FILE_BYTES = 64 << 20  # one wheel of the offline tool's wheelhouse (cryptography's is under 5 MB)
+MAX_LOADER_FILES = 256
 # Elasticsearch's limits on a definition (trained-model API).
 MAX_PARTS = 10_000
 MAX_DEFINITION_BYTES = (1 << 32) - 1
@@ -51,9 +55,11 @@ DEFAULT_CLUSTER = {"fat32": 32 << 10, "exfat": 128 << 10, "ntfs": 4 << 10, "ext4
 FILESYSTEM_MAX_FILE = {"fat32": (1 << 32) - 1, "exfat": 1 << 60, "ntfs": 1 << 60, "ext4": 16 << 40}
 
 _PART_RE = re.compile(r"^definition/part-(\d{5})\.zst$")
-_FORBIDDEN_CHARS = set(':*?"<>|\\')
+_COMPONENT = re.compile(r"^[a-z0-9_-](?:[a-z0-9._-]*[a-z0-9_-])?$")
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
-MAX_COMPONENT_LEN = 255
+MAX_COMPONENT_LEN = 100
+MAX_PATH_LEN = 160  # leaves room under Windows' 260 for the directory the bundle is copied into
+MAX_PATH_DEPTH = 4  # loader/wheels/NAME.whl is the deepest the writer makes
 
 
 def volume_dir(number: int) -> str:
@@ -82,40 +88,37 @@ def path_problem(path: str) -> str | None:
     """Why `path` is not a safe, portable, relative bundle path; None when it is."""
     if not path:
         return "empty path"
-    if "\x00" in path:
-        return "contains a NUL byte"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        return "contains a control character"
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or path.startswith("\\"):
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
         return "is absolute"
-    bad = sorted(c for c in set(path) if c in _FORBIDDEN_CHARS)
-    if bad:
-        return "contains characters some filesystems refuse: " + " ".join(bad)
-    for part in path.split("/"):
+    if len(path) > MAX_PATH_LEN:
+        return f"is longer than {MAX_PATH_LEN} characters"
+    parts = path.split("/")
+    if len(parts) > MAX_PATH_DEPTH:
+        return f"is nested deeper than {MAX_PATH_DEPTH} levels"
+    for part in parts:
         if part in ("", ".", ".."):
             return "has an empty, '.' or '..' component"
-        if len(part.encode("utf-8")) > MAX_COMPONENT_LEN:
-            return f"has a component longer than {MAX_COMPONENT_LEN} bytes"
-        if part.endswith((" ", ".")):
-            return "has a component ending in a space or a dot"
-        if part.split(".")[0].lower() in _RESERVED:
+        if len(part) > MAX_COMPONENT_LEN:
+            return f"has a component longer than {MAX_COMPONENT_LEN} characters"
+        if not _COMPONENT.match(part):
+            return ("has a component outside the portable set (lower-case ASCII letters, digits, '.', '_', '-'; "
+                    "no leading dot, no trailing dot)")
+        if part.split(".")[0] in _RESERVED:
             return f"uses the reserved device name {part.split('.')[0]!r}"
     return None
 
 
+def role_place_problem(role: str, path: str) -> str | None:
+    """Each role lives in its own place: a file never sits where another role's files go."""
+    inside_loader = path.startswith(f"{LOADER_DIR}/")
+    if role == ROLE_LOADER:
+        return None if inside_loader else f"a {role} file must be under {LOADER_DIR}/"
+    if inside_loader:
+        return f"only the wheelhouse may be under {LOADER_DIR}/"
+    return None
+
+
 def path_problems(paths: Iterable[str]) -> list[Problem]:
-    """Every unsafe path, and every pair that would clash on a case-insensitive filesystem."""
-    problems: list[Problem] = []
-    seen: dict[str, str] = {}
-    for path in paths:
-        why = path_problem(path)
-        if why:
-            problems.append(Problem(path, "safe path", why))
-            continue
-        folded = path.casefold()
-        if folded in seen:
-            clash = f"clashes with {seen[folded]!r} on a case-insensitive filesystem"
-            problems.append(Problem(path, "safe path", clash))
-        else:
-            seen[folded] = path
-    return problems
+    """Every unsafe or non-portable path. (With lower-case names only, no two can clash on a case-insensitive
+    filesystem.)"""
+    return [Problem(path, "safe path", why) for path in paths if (why := path_problem(path))]

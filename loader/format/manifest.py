@@ -13,8 +13,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from loader.errors import LayoutError
+from loader.format import records
 from loader.format.canonical import JsonProblem, canonical_bytes, strict_loads
 from loader.format.layout import MANIFEST, ROLES
+from loader.format.model_config import model_id_problem
+from loader.format.records import fields_problem
 
 SCHEMA_V1 = "esbundle.manifest.v1"
 SUPPORTED_SCHEMAS = (SCHEMA_V1,)
@@ -22,6 +25,7 @@ PAYLOAD_TYPE = "application/vnd.esbundle.manifest.v1+json"
 COMPRESSIONS = ("none", "zstd")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
@@ -84,6 +88,33 @@ class _Fields:
         if not isinstance(value, list):
             raise _bad(f"{self.where}.{name}", "must be a list")
         return value
+
+
+def _check_times(f: _Fields) -> None:
+    times = {}
+    for name in ("created_at", "expires_at"):
+        value = f.str(name, _TIME, optional=name == "expires_at")
+        if value is not None:
+            try:
+                times[name] = parse_time(value)
+            except ValueError:
+                raise _bad(f"manifest.{name}", f"is not a valid UTC time {value!r}") from None
+    if "expires_at" in times and times["expires_at"] <= times["created_at"]:
+        raise _bad("manifest.expires_at", "is not after created_at")
+
+
+def _check_records(samples: list[Any], compatibility: dict[str, Any], provenance: dict[str, Any]) -> None:
+    why = fields_problem(compatibility, records.COMPATIBILITY)
+    if why:
+        raise _bad("manifest.compatibility", why)
+    source = provenance.get("source", {})
+    why = "must be an object" if not isinstance(source, dict) else fields_problem(source, records.SOURCE)
+    if why:
+        raise _bad("manifest.provenance.source", why)
+    for i, sample in enumerate(samples):
+        why = records.sample_problem(sample)
+        if why:
+            raise _bad(f"manifest.samples[{i}]", why)
 
 
 def _bad(where: str, what: str) -> LayoutError:
@@ -202,27 +233,24 @@ class Manifest:
                 f"{MANIFEST}: unknown schema version {schema!r} (this esbundle reads {', '.join(SUPPORTED_SCHEMAS)})",
                 hint="use the esbundle release that wrote the bundle, or a newer one")
         f = _Fields(obj, "manifest", cls._TOP)
-        for name in ("created_at", "expires_at"):
-            value = f.str(name, _TIME, optional=name == "expires_at")
-            if value is not None:
-                try:
-                    parse_time(value)
-                except ValueError:
-                    raise _bad(f"manifest.{name}", f"is not a valid UTC time {value!r}") from None
+        _check_times(f)
         tools = f.obj_("tools")
         if not all(isinstance(v, str) for v in tools.values()):
             raise _bad("manifest.tools", "must map names to version strings")
         samples = f.list_("samples", optional=True)
-        if not all(isinstance(s, dict) for s in samples):
-            raise _bad("manifest.samples", "must be a list of objects")
+        compatibility, provenance = f.obj_("compatibility"), f.obj_("provenance")
+        _check_records(samples, compatibility, provenance)
+        why = model_id_problem(f.str("model_id"))
+        if why:
+            raise _bad("manifest.model_id", why)
         files = tuple(FileEntry.from_json(item, f"files[{i}]") for i, item in enumerate(f.list_("files")))
         return cls(
-            schema=schema, bundle_id=f.str("bundle_id"), model_id=f.str("model_id"),
+            schema=schema, bundle_id=f.str("bundle_id", _UUID), model_id=f.str("model_id"),
             task_type=f.str("task_type"), bundle_version=f.int("bundle_version", 1),
             created_at=obj["created_at"], expires_at=obj.get("expires_at"),
             signer_key_id=f.str("signer_key_id", _HEX64), definition=Definition.from_json(obj.get("definition")),
-            files=files, tools=tools, provenance=f.obj_("provenance"), samples=tuple(samples),
-            compatibility=f.obj_("compatibility"), volumes=f.int("volumes", 1, optional=True),
+            files=files, tools=tools, provenance=provenance, samples=tuple(samples),
+            compatibility=compatibility, volumes=f.int("volumes", 1, optional=True),
         )
 
     # Convenience views used by verify, inspect and load.
