@@ -64,12 +64,13 @@ class EsbundleError(Exception):
     def advice(self) -> str | None:
         return "; ".join(h for h in (self.hint, *self.next_steps) if h) or None
 
-    def render(self) -> str:
+    def lines(self) -> list[str]:
+        """What the error boundary prints, one line each (a message never adds a line of its own)."""
         lines = [f"{self.label}: {self.statement}"]
         lines += [f"  - {p}" for p in self.problems]
         if self.advice:
             lines.append(f"hint: {self.advice}")
-        return "\n".join(lines)
+        return lines
 
 
 class UsageError(EsbundleError):

@@ -202,7 +202,27 @@ def test_zstd_stream_expanding_past_declared_size(make_bundle: MakeBundle, keys:
         entry(obj, PART1).update(stored_size=len(bomb), stored_sha256=hashlib.sha256(bomb).hexdigest())
 
     resign(bundle, keys, point_at_bomb)
-    expect(run_cli("verify", bundle, "--trusted-key", keys.pub), INTEGRITY, PART1, "expands past its declared size")
+    expect(run_cli("verify", bundle, "--trusted-key", keys.pub), INTEGRITY, PART1,
+           "does not declare its content size as 65536 bytes")
+
+
+def test_a_part_of_two_frames_is_refused_before_decompression(make_bundle: MakeBundle, keys: Keys,
+                                                              run_cli: RunCli) -> None:
+    """The first frame is the genuine part; a second frame (empty, or more data) follows. Both verify and load
+    must see one frame per file, so it is refused, signed or not."""
+    import hashlib
+
+    bundle = make_bundle()
+    for trailer in (zstandard.ZstdCompressor().compress(b""), zstandard.ZstdCompressor().compress(b"more")):
+        stored = (bundle / PART1).read_bytes().split(trailer)[0] + trailer
+
+        def point_at(obj: dict[str, Any], data: bytes = stored) -> None:
+            entry(obj, PART1).update(stored_size=len(data), stored_sha256=hashlib.sha256(data).hexdigest())
+
+        (bundle / PART1).write_bytes(stored)
+        resign(bundle, keys, point_at)
+        expect(run_cli("verify", bundle, "--trusted-key", keys.pub), INTEGRITY, PART1,
+               "bytes follow the frame; a file is one zstd frame")
 
 
 def test_oversize_manifest(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli) -> None:

@@ -5,7 +5,6 @@ extra the command itself says what to install.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -25,6 +24,7 @@ from bundler.export.options import TASK_CHOICES
 from bundler.export.pipeline import EXTRA_HINT
 from bundler.options import parse_expires
 from bundler.writer.travel import TravelOptions
+from loader.cli.output import emit, emit_json
 from loader.errors import UsageError
 
 
@@ -66,15 +66,18 @@ def command(hub_model_id: str | None, revision: str | None, model_dir: Path | No
         result = run_export(options)
     except ModuleNotFoundError as exc:  # torch or transformers absent: the offline install
         raise UsageError(f"esbundle export needs {exc.name}, which is not installed here", hint=EXTRA_HINT) from None
-    click.echo(json.dumps(result.to_json(), sort_keys=True) if as_json else summary(result))
+    if as_json:
+        emit_json(result.to_json(), sort_keys=True)
+    else:
+        emit(*summary(result))
 
 
-def summary(result: ExportResult) -> str:
+def summary(result: ExportResult) -> tuple[str, ...]:
     check = result.trace_check
-    return "\n".join((
+    return (
         f"wrote {result.out}: {result.es_model_id} ({result.task_type}, {result.tokenization}), "
         f"{result.part_count} parts, {result.definition_bytes} bytes, bundle {result.bundle_id}",
         f"trace check: worst cosine {check['worst_cosine']}, max |diff| {check['max_abs_diff']}"
         + (" (quantized tolerance)" if result.quantized else ""),
         f"needs Elasticsearch {result.compatibility['min_es_version']}+ with libtorch "
-        f">= {result.compatibility['required_libtorch']}"))
+        f">= {result.compatibility['required_libtorch']}")

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from bundler.keys import generate_keypair, read_passphrase
+from loader.cli.output import emit
 
 
 @click.command("keygen")
@@ -16,6 +17,6 @@ def command(out_dir: Path, name: str, no_passphrase: bool) -> None:
     """Make an Ed25519 signing key pair; the passphrase comes from $ESBUNDLE_KEY_PASSPHRASE or a prompt."""
     passphrase = None if no_passphrase else read_passphrase(confirm=True)
     pair = generate_keypair(out_dir, name, passphrase)
-    click.echo(f"private key  {pair.private_path}  (mode 0600{', encrypted' if passphrase else ', NOT encrypted'})")
-    click.echo(f"public key   {pair.public_path}  (give this to the operators of the closed network)")
-    click.echo(f"key id       {pair.key_id}")
+    emit(f"private key  {pair.private_path}  (mode 0600{', encrypted' if passphrase else ', NOT encrypted'})")
+    emit(f"public key   {pair.public_path}  (give this to the operators of the closed network)")
+    emit(f"key id       {pair.key_id}")

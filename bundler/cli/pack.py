@@ -1,7 +1,6 @@
 """`esbundle pack`: bring your own TorchScript model; it is packed into a signed bundle as it is."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from bundler.cli.travel import travel_options
 from bundler.options import parse_expires
 from bundler.pack import PackOptions, run_pack
 from bundler.writer.travel import TravelOptions
+from loader.cli.output import emit, emit_json
 
 
 @click.command("pack")
@@ -47,8 +47,8 @@ def command(definition: Path, config_path: Path, vocab_path: Path, signing_key: 
         travel=travel))
     m = result.manifest
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        emit_json(result.to_json())
     else:
-        click.echo(f"wrote {out}: {m.model_id} ({m.task_type}), {m.definition.part_count} parts, "
+        emit(f"wrote {out}: {m.model_id} ({m.task_type}), {m.definition.part_count} parts, "
                    + (f"{m.volumes} volumes, " if m.volumes else "")
                    + f"bundle {m.bundle_id}, signed by {m.signer_key_id[:16]}")

@@ -1,8 +1,10 @@
-"""Reading a bundle file's bytes safely: no symlinks, bounded memory, bounded decompression, hashed as read.
+"""Reading a bundle file's bytes safely: no symlinks, no blocking on pipes, bounded memory, bounded decompression.
 
-Two ways in: `check_file` streams a file for verification (memory stays flat whatever its size), and
-`read_verified` returns the raw bytes of one file after re-checking them against the manifest in memory, so
-that what is uploaded is exactly what was hashed (no window between check and use).
+Every bundle file is small enough to hold (its role caps it, and the stored size was checked first), so each is
+read once into memory, its stored sha256 checked, and only then, when it is one well-formed zstd frame of the
+declared size, decompressed and its raw sha256 checked: libzstd never sees a byte that is not authenticated.
+`check_file` is that check; `read_verified` returns the raw bytes it proved, so that what is uploaded is exactly
+what was hashed (no window between check and use).
 """
 from __future__ import annotations
 
@@ -58,23 +60,6 @@ def read_capped(path: Path, cap: int, missing: EsbundleError) -> bytes:
     return data
 
 
-class _HashingReader:
-    """A file wrapper that hashes and counts every byte the decompressor pulls through it."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw, self.digest, self.count = raw, hashlib.sha256(), 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size if size and size > 0 else CHUNK)
-        self.digest.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-
 def sha256_file(path: Path) -> str:
     """The sha256 of a whole file, streamed. Follows links (a hub cache's snapshot is links to blobs): for
     bundle files, whose links must be refused, use check_file."""
@@ -89,64 +74,75 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
 
 
-def check_file(root: Path, entry: FileEntry) -> list[Problem]:
-    """Stream one file: stored size and sha256, then (zstd) the decompressed size and sha256, output capped."""
-    problems: list[Problem] = []
-    with open_regular(root / entry.path) as handle:
-        source = _HashingReader(handle)
-        if entry.compression == "none":
-            source.drain()
-            raw_size, raw_digest = source.count, source.digest.hexdigest()
-        else:
-            raw_size, raw_hash, overflow = 0, hashlib.sha256(), False
-            try:
-                with _decompressor().stream_reader(source, read_size=CHUNK, closefd=False) as reader:
-                    while chunk := reader.read(CHUNK):
-                        raw_size += len(chunk)
-                        if raw_size > entry.size:
-                            overflow = True
-                            break
-                        raw_hash.update(chunk)
-                decode_error = None
-            except zstandard.ZstdError as exc:
-                decode_error = str(exc)
-            source.drain()
-            raw_digest = raw_hash.hexdigest()
-    if source.count != entry.stored_size or source.digest.hexdigest() != entry.stored_sha256:
-        what = "size" if source.count != entry.stored_size else "sha256"
-        return [Problem(entry.path, f"stored {what}", f"the bytes on the medium differ from the signed manifest "
-                        f"({source.count} bytes read, {entry.stored_size} expected)" if what == "size" else
-                        "the bytes on the medium differ from the signed manifest")]
+def frame_problem(stored: bytes, size: int) -> str | None:
+    """Why `stored` is not exactly one zstd frame that declares `size` bytes of content; None when it is.
+
+    Read from the frame's own headers, before any decompression: the declared size bounds what decompression may
+    produce, and bytes after the frame (a second frame, or anything else) are refused, so the one frame is all
+    that is ever used."""
+    try:
+        header = zstandard.frame_header_size(stored)
+        params = zstandard.get_frame_parameters(stored)
+    except zstandard.ZstdError as exc:
+        return f"not a zstd frame ({exc})"
+    if params.dict_id or zstandard.frame_content_size(stored) != size:
+        return f"the frame does not declare its content size as {size} bytes without a dictionary"
+    position, last = header, False
+    while not last:
+        if position + 3 > len(stored):
+            return "the frame is truncated"
+        block = int.from_bytes(stored[position:position + 3], "little")
+        last, kind, length = bool(block & 1), (block >> 1) & 3, block >> 3
+        if kind == 3:
+            return "the frame holds a reserved block type"
+        position += 3 + (1 if kind == 1 else length)  # an RLE block stores one byte
+    position += 4 if params.has_checksum else 0
+    if position != len(stored):
+        return f"{len(stored) - position} bytes follow the frame; a file is one zstd frame"
+    return None
+
+
+def decode(entry: FileEntry, stored: bytes) -> tuple[list[Problem], bytes | None]:
+    """Check one file's stored bytes against the manifest, then decompress them: problems, and the raw bytes
+    when there are none. Nothing is decompressed before the stored sha256 matched."""
+    if len(stored) != entry.stored_size:
+        return [Problem(entry.path, "stored size", f"the bytes on the medium differ from the signed manifest "
+                        f"({len(stored)} bytes read, {entry.stored_size} expected)")], None
+    if hashlib.sha256(stored).hexdigest() != entry.stored_sha256:
+        return [Problem(entry.path, "stored sha256", "the bytes on the medium differ from the signed manifest")], None
+    raw = stored
     if entry.compression == "zstd":
-        if decode_error:
-            problems.append(Problem(entry.path, "decompression", f"not a valid zstd stream ({decode_error})"))
-        elif overflow:
-            problems.append(Problem(entry.path, "decompression",
-                                    f"expands past its declared size of {entry.size} bytes; stopped there"))
-    if not problems and raw_size != entry.size:
-        problems.append(Problem(entry.path, "decompressed size", f"{raw_size} bytes, manifest says {entry.size}"))
-    elif not problems and raw_digest != entry.sha256:
-        problems.append(Problem(entry.path, "decompressed sha256", "differs from the signed manifest"))
-    return problems
+        why = frame_problem(stored, entry.size)
+        if why:
+            return [Problem(entry.path, "decompression", why)], None
+        try:
+            raw = _decompressor().decompress(stored, max_output_size=entry.size)
+        except zstandard.ZstdError as exc:
+            return [Problem(entry.path, "decompression", f"not a valid zstd stream ({exc})")], None
+    if len(raw) != entry.size:
+        return [Problem(entry.path, "decompressed size", f"{len(raw)} bytes, manifest says {entry.size}")], None
+    if hashlib.sha256(raw).hexdigest() != entry.sha256:
+        return [Problem(entry.path, "decompressed sha256", "differs from the signed manifest")], None
+    return [], raw
+
+
+def read_stored(root: Path, entry: FileEntry) -> bytes:
+    """The bytes on the medium, at most one more than the manifest says (so a longer file shows as longer)."""
+    with open_regular(root / entry.path) as handle:
+        return handle.read(entry.stored_size + 1)
+
+
+def check_file(root: Path, entry: FileEntry) -> list[Problem]:
+    """Every check of one file against its manifest entry (its size is capped by its role)."""
+    return decode(entry, read_stored(root, entry))[0]
 
 
 def read_verified(root: Path, entry: FileEntry) -> bytes:
-    """The raw (decompressed) bytes of one file, re-hashed in memory against the manifest right now."""
-    with open_regular(root / entry.path) as handle:
-        stored = handle.read(entry.stored_size + 1)
-    problem: Problem | None = None
-    if len(stored) != entry.stored_size or hashlib.sha256(stored).hexdigest() != entry.stored_sha256:
-        problem = Problem(entry.path, "stored sha256", "changed on the medium since it was verified")
-    else:
-        try:
-            raw = stored if entry.compression == "none" else _decompressor().decompress(
-                stored, max_output_size=entry.size)
-        except zstandard.ZstdError as exc:
-            problem = Problem(entry.path, "decompression", str(exc))
-        else:
-            if len(raw) != entry.size or hashlib.sha256(raw).hexdigest() != entry.sha256:
-                problem = Problem(entry.path, "decompressed sha256", "differs from the signed manifest")
-    if problem:
-        raise IntegrityError(f"{entry.path} failed its re-check before upload", problems=[problem],
+    """The raw (decompressed) bytes of one file, re-read and re-checked against the manifest in memory right now:
+    what is used is exactly what was hashed."""
+    problems, raw = decode(entry, read_stored(root, entry))
+    if raw is None:
+        raise IntegrityError(f"{entry.path} changed on the medium since it was verified: it failed its re-check "
+                             "before upload", problems=problems,
                              hint="the medium changed after verification; nothing of this file was sent")
     return raw

@@ -54,7 +54,8 @@ def describe(root: Path, trusted: Mapping[str, Ed25519PublicKey] | None) -> dict
     }
 
 
-def render(info: Mapping[str, Any]) -> str:
+def render(info: Mapping[str, Any]) -> list[str]:
+    """One line per row; the command line prints each as exactly one line."""
     src = info["source"]
     source = src.get("hub_model_id") or src.get("directory") or "-"
     if src.get("commit_sha"):
@@ -81,4 +82,4 @@ def render(info: Mapping[str, Any]) -> str:
         rows.append(("ops not allowlisted", ", ".join(outside) or "none"))
         rows.append(("deploys on", ", ".join(accepting_ranges(facts)) or "no known release"))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return [f"{k:<{width}}  {v}" for k, v in rows]

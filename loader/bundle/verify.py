@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from loader.bundle.content import check_file, read_capped, read_verified
+from loader.bundle.content import decode, read_capped, read_stored, read_verified
 from loader.bundle.structure import file_set_problems, structure_problems
 from loader.bundle.volumes import VolumeSet, agreement_problems, locate
 from loader.errors import (
@@ -82,6 +83,8 @@ class Verified:
 
 
 OnCheck = Callable[[Check], None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def authenticate(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, bytes, str, bytes]:
@@ -102,9 +105,16 @@ def authenticate(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[M
     return manifest, manifest_bytes, signer, envelope_bytes
 
 
+# Clocks on either side of an air gap drift; a day covers that, and a date beyond it is a wrong clock or a forgery.
+CLOCK_SKEW = timedelta(days=1)
+
+
 def expiry_problem(manifest: Manifest, now: datetime) -> str | None:
     if manifest.expires_at and now >= parse_time(manifest.expires_at):
         return f"the bundle expired at {manifest.expires_at} (now {now:%Y-%m-%dT%H:%M:%SZ})"
+    if parse_time(manifest.created_at) > now + CLOCK_SKEW:
+        return (f"the bundle says it was created at {manifest.created_at}, after now ({now:%Y-%m-%dT%H:%M:%SZ}): "
+                "the publisher's clock or this machine's is wrong")
     return None
 
 
@@ -119,14 +129,37 @@ def size_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
 
 
 def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progress: Progress) -> list[Problem]:
-    """Steps 7-8 for every file, several at a time (hashing and zstd release the GIL)."""
-    def one(entry: FileEntry) -> list[Problem]:
-        found = check_file(volumes.root_of(entry), entry)
+    """Steps 7-8 for every file, several at a time (hashing and zstd release the GIL); with every part given, the
+    raw parts in order must also hash to the signed whole-definition sha256."""
+    def one(entry: FileEntry) -> tuple[list[Problem], bytes | None]:
+        found, raw = decode(entry, read_stored(volumes.root_of(entry), entry))
         progress.advance(entry.stored_size)
-        return [Problem(volumes.display(entry), p.check, p.detail) for p in found]
+        return [Problem(volumes.display(entry), p.check, p.detail) for p in found], (
+            raw if entry.role == layout.ROLE_DEFINITION_PART else None)
 
+    entries = sorted(volumes.entries(manifest), key=lambda e: (e.part is None, e.part or 0, e.path))
+    whole = hashlib.sha256() if not volumes.missing(manifest) else None
+    problems: list[Problem] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [p for found in pool.map(one, volumes.entries(manifest)) for p in found]
+        for found, raw in _in_order(pool, one, entries, window=2 * workers):
+            problems += found
+            if whole is not None and raw is not None:
+                whole.update(raw)
+    if whole is not None and not problems and whole.hexdigest() != manifest.definition.sha256:
+        problems.append(Problem(layout.DEFINITION_DIR, "definition sha256",
+                                "the parts joined differ from the signed sha256 of the whole definition"))
+    return problems
+
+
+def _in_order(pool: ThreadPoolExecutor, work: Callable[[T], R], items: Sequence[T], window: int) -> Iterator[R]:
+    """`work` on every item, at most `window` at once, results in the items' order (memory stays bounded)."""
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def semantic_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:

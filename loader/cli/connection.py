@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from loader import settings
+from loader.cli.output import emit
 from loader.cluster.client import Connection
 from loader.errors import UsageError
 
@@ -52,7 +53,7 @@ def build_connection(urls: tuple[str, ...], cloud_id: str | None, username: str 
     for secret in (password, api_key, *(_url_userinfo(u) for u in urls)):
         settings.register_secret(secret)
     if insecure:
-        click.echo("WARNING: --insecure: TLS certificates are NOT verified; anyone on the path can impersonate the "
+        emit("WARNING: --insecure: TLS certificates are NOT verified; anyone on the path can impersonate the "
                    "cluster", err=True)
     return Connection(urls=tuple(urls), cloud_id=cloud_id, username=username, password=password, api_key=api_key,
                       ca_certs=ca_certs, client_cert=client_cert, client_key=client_key, insecure=insecure,

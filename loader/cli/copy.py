@@ -7,6 +7,7 @@ import click
 
 from loader.bundle.copy import copy_bundle
 from loader.cli.options import trusted_key_option, trusted_keys_from
+from loader.cli.output import emit
 
 
 @click.command("copy")
@@ -18,6 +19,6 @@ def command(source: Path, dest: Path, trusted_keys: tuple[Path, ...]) -> None:
 
     Resumable: files already on DEST and correct are kept. The signature is checked when a trusted key is given;
     the checksums always."""
-    report = copy_bundle(source, dest, trusted_keys_from(trusted_keys, required=False), click.echo)
-    click.echo(f"COPIED   {source} -> {dest}: the medium holds the bundle"
+    report = copy_bundle(source, dest, trusted_keys_from(trusted_keys, required=False), emit)
+    emit(f"COPIED   {source} -> {dest}: the medium holds the bundle"
                + ("" if report.signature_checked else " (checksums checked, signature not checked)"))

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from loader import __version__, settings
+from loader.cli.output import emit, emit_lines
 from loader.errors import EXIT_CODES, EsbundleError, NoTrustedKeyError, UntrustedSignerError
 
 DEBUG = "ESBUNDLE_DEBUG"
@@ -32,7 +33,7 @@ class EsbundleGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EsbundleError as exc:
-            click.echo(settings.scrub(flag_hint(exc).render()), err=True)
+            emit_lines(flag_hint(exc).lines(), err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -40,8 +41,8 @@ class EsbundleGroup(click.Group):
             # An unexpected error: its message may quote a credential, and a traceback would show it again.
             if settings.get(DEBUG):
                 raise
-            click.echo(settings.scrub(f"unexpected error: {type(exc).__name__}: {exc}"), err=True)
-            click.echo(f"hint: set {DEBUG}=1 for a traceback, and report it", err=True)
+            emit(f"unexpected error: {type(exc).__name__}: {exc}",
+                 f"hint: set {DEBUG}=1 for a traceback, and report it", err=True)
             ctx.exit(1)
 
 

@@ -1,13 +1,13 @@
 """`esbundle inspect`: what a bundle says about itself."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from loader.bundle.inspect import describe, render
 from loader.cli.options import trusted_key_option, trusted_keys_from
+from loader.cli.output import emit_json, emit_lines
 
 
 @click.command("inspect")
@@ -17,4 +17,7 @@ from loader.cli.options import trusted_key_option, trusted_keys_from
 def command(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None:
     """Show what a bundle holds. The signature is checked only when a trusted key is given."""
     info = describe(bundle, trusted_keys_from(trusted_keys, required=False))
-    click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else render(info))
+    if as_json:
+        emit_json(info, indent=2, sort_keys=True)
+    else:
+        emit_lines(render(info))

@@ -1,7 +1,6 @@
 """`esbundle load`: verify, check the cluster, upload, optionally deploy and prove; print each step as it passes."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +8,7 @@ import click
 
 from loader.cli.connection import build_connection, connection_options
 from loader.cli.options import trusted_key_option, trusted_keys_from
+from loader.cli.output import emit, emit_json
 from loader.cluster.deploy import SampleOutcome, StartOptions
 from loader.cluster.load import LoadEvent, LoadOptions, LoadResult, Noted, Passed, run_load
 from loader.cluster.preflight import Overrides
@@ -75,5 +75,8 @@ def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], es_model_i
         model_id=es_model_id,
         overrides=Overrides(replace=replace, allow_downgrade=allow_downgrade, force=force),
         dry_run=dry_run, smoke_test=smoke_test, progress=False if as_json else None, start=start)
-    result = run_load(options, on_event=(lambda event: None) if as_json else (lambda e: click.echo(event_line(e))))
-    click.echo(json.dumps(dict(result.receipt), sort_keys=True) if as_json else result_line(result))
+    result = run_load(options, on_event=(lambda event: None) if as_json else (lambda e: emit(event_line(e))))
+    if as_json:
+        emit_json(dict(result.receipt), sort_keys=True)
+    else:
+        emit(result_line(result))

@@ -1,12 +1,12 @@
 """`esbundle status`: the cluster's models that came from bundles."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from loader.cli.connection import build_connection, connection_options
+from loader.cli.output import emit, emit_json
 from loader.cluster.client import Cluster
 from loader.cluster.status import bundled_models
 
@@ -18,12 +18,12 @@ def command(as_json: bool, **conn: Any) -> None:
     """List the cluster's models that came from bundles: bundle, version, signer, defined, deployment."""
     rows = bundled_models(Cluster(build_connection(**conn)))
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], sort_keys=True))
+        emit_json([r.to_json() for r in rows], sort_keys=True)
         return
     if not rows:
-        click.echo("no model in this cluster came from an esbundle bundle")
+        emit("no model in this cluster came from an esbundle bundle")
         return
-    click.echo(f"{'model id':<30} {'bundle':<38} {'ver':>3}  {'signer':<16} {'defined':<7}  deployment")
+    emit(f"{'model id':<30} {'bundle':<38} {'ver':>3}  {'signer':<16} {'defined':<7}  deployment")
     for r in rows:
-        click.echo(f"{r.model_id:<30} {r.bundle_id!s:<38} {r.bundle_version!s:>3}  {str(r.signer_key_id)[:16]:<16} "
+        emit(f"{r.model_id:<30} {r.bundle_id!s:<38} {r.bundle_version!s:>3}  {str(r.signer_key_id)[:16]:<16} "
                    f"{'yes' if r.fully_defined else 'NO':<7}  {r.deployment}")

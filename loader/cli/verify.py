@@ -1,13 +1,13 @@
 """`esbundle verify`: check a bundle's signature and every byte, offline."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from loader.bundle.verify import Check, verify_bundle
 from loader.cli.options import trusted_key_option, trusted_keys_from
+from loader.cli.output import emit, emit_json
 from loader.errors import EsbundleError, IncompleteError
 
 REJECTED = "Bundle REJECTED; nothing was uploaded"
@@ -24,7 +24,7 @@ def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], as_json: b
     and the missing ones are listed (exit code 8 when everything given is correct but volumes are missing)."""
     def line(check: Check) -> None:
         if not as_json:
-            click.echo(f"ok    {check.name:<10} {check.detail}")
+            emit(f"ok    {check.name:<10} {check.detail}")
 
     try:
         verified = verify_bundle(bundle, trusted_keys_from(trusted_keys, required=True), on_check=line,
@@ -34,14 +34,14 @@ def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], as_json: b
         exc.add_context(subject=", ".join(map(str, bundle)),
                         outcome=None if isinstance(exc, IncompleteError) else REJECTED)
         if as_json:
-            click.echo(json.dumps({"verified": False, "exit_code": exc.exit_code, "error": exc.statement,
-                                   "problems": [str(p) for p in exc.problems]}))
+            emit_json({"verified": False, "exit_code": exc.exit_code, "error": exc.statement,
+                       "problems": [str(p) for p in exc.problems]})
         raise
     m = verified.manifest
     if as_json:
-        click.echo(json.dumps({"verified": True, "bundle_id": m.bundle_id, "model_id": m.model_id,
-                               "manifest_sha256": verified.manifest_sha256, "signer_key_id": verified.signer_key_id,
-                               "checks": [{"name": c.name, "detail": c.detail} for c in verified.checks]}))
+        emit_json({"verified": True, "bundle_id": m.bundle_id, "model_id": m.model_id,
+                   "manifest_sha256": verified.manifest_sha256, "signer_key_id": verified.signer_key_id,
+                   "checks": [{"name": c.name, "detail": c.detail} for c in verified.checks]})
     else:
-        click.echo(f"VERIFIED  {m.model_id} ({m.task_type}), bundle {m.bundle_id} version {m.bundle_version}: "
+        emit(f"VERIFIED  {m.model_id} ({m.task_type}), bundle {m.bundle_id} version {m.bundle_version}: "
                    "every check passed")
