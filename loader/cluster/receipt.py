@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from loader import __version__, settings
+from loader.text import printable_json
 
 
 def new_receipt(**fields: Any) -> dict[str, Any]:
@@ -28,7 +29,8 @@ def new_receipt(**fields: Any) -> dict[str, Any]:
 def append(receipt: dict[str, Any], path: Path | None = None) -> Path:
     path = path or settings.audit_log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(receipt, sort_keys=True, ensure_ascii=False) + "\n"
+    # Cluster names, model ids and error texts come from outside: printable, so reading the log cannot be fooled.
+    line = json.dumps(printable_json(receipt), sort_keys=True, ensure_ascii=False) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, line.encode("utf-8"))
