@@ -151,16 +151,18 @@ def test_a_forged_volume_label_number_is_refused(make_bundle: MakeBundle, keys: 
 
 def test_a_very_deep_directory_tree_is_one_refusal(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli) -> None:
     bundle = make_bundle()
-    fd = os.open(bundle, os.O_RDONLY)
+    fds = [os.open(bundle, os.O_RDONLY)]
     try:
         for _ in range(3000):  # deeper than Python's recursion limit
-            os.mkdir("d", dir_fd=fd)
-            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
+            os.mkdir("d", dir_fd=fds[-1])
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        expect(verify(run_cli, bundle, keys), LAYOUT, "d: file set: extra directory not listed")
     finally:
-        os.close(fd)
-    expect(verify(run_cli, bundle, keys), LAYOUT, "d: file set: extra directory not listed")
+        # shutil.rmtree (and so pytest's clean-up of old temporary directories) recurses: remove it bottom up.
+        while len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir("d", dir_fd=fds[-1])
+        os.close(fds[0])
 
 
 # Untrusted text -----------------------------------------------------------------------------------------------
