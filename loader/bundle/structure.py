@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from loader.errors import Problem
@@ -27,6 +28,8 @@ RAW_ROLES = (layout.ROLE_CONFIG, layout.ROLE_LOADER)
 def structure_problems(manifest: Manifest) -> list[Problem]:
     """Safe paths, each role in its place and within its caps, parts that add up, volumes, model id and task."""
     problems = layout.path_problems(e.path for e in manifest.files)
+    counts = Counter(e.path for e in manifest.files)
+    problems += [Problem(path, "layout", "listed more than once") for path, n in sorted(counts.items()) if n > 1]
     if problems:
         return problems
     problems += _role_problems(manifest)
