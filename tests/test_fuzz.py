@@ -219,13 +219,41 @@ def config_property(publisher: Any, workdir: Path, data: st.DataObject) -> None:
     check_everything(bundle, pair.public_path)
 
 
-PROPERTIES = [manifest_property, envelope_property, tree_property, config_property]
+def copy_property(publisher: Any, workdir: Path, data: st.DataObject) -> None:
+    """A mutated source (manifest re-signed, or files changed, or links planted) copied with and without the key:
+    a class exit code, and nothing written anywhere but DEST."""
+    pair, key, bundles = publisher
+    bundle = copy_of(bundles["plain"], workdir)
+    if data.draw(st.booleans()):
+        mutated = mutate(strict_loads((bundle / layout.MANIFEST).read_bytes()), data)
+        resign(bundle, key, lambda _: mutated)
+    else:
+        victim = data.draw(st.sampled_from(sorted(p for p in bundle.rglob("*") if p.is_file())))
+        victim.unlink()
+        victim.symlink_to(workdir / "host" / "precious") if data.draw(st.booleans()) else victim.mkdir()
+    host = workdir / "host"
+    host.mkdir(exist_ok=True)
+    (host / "precious").write_bytes(b"precious")
+    before = sorted(p.name for p in workdir.iterdir())
+    for trust in ((), ("--trusted-key", pair.public_path)):
+        dest = workdir / "dest"
+        shutil.rmtree(dest, ignore_errors=True)
+        assert_well_behaved(run("copy", bundle, dest, *trust))
+        assert sorted(p.name for p in workdir.iterdir() if p.name != "dest") == [n for n in before if n != "dest"]
+        assert (host / "precious").read_bytes() == b"precious" and [p.name for p in host.iterdir()] == ["precious"]
+
+
+PROPERTIES = [manifest_property, envelope_property, tree_property, config_property, copy_property]
+
+
+# Copying writes and syncs a medium twice per example: fewer of them.
+EXAMPLES = {copy_property: 150}
 
 
 @pytest.mark.parametrize("prop", PROPERTIES, ids=lambda p: p.__name__)
 def test_fixed_seed(prop: Callable[..., None], publisher: Any, workdir: Path) -> None:
     @seed(FIXED_SEED)
-    @PER_EXAMPLE
+    @settings(PER_EXAMPLE, max_examples=EXAMPLES.get(prop, PER_EXAMPLE.max_examples))
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
         prop(publisher, workdir, data)
@@ -235,7 +263,7 @@ def test_fixed_seed(prop: Callable[..., None], publisher: Any, workdir: Path) ->
 
 @pytest.mark.parametrize("prop", PROPERTIES, ids=lambda p: p.__name__)
 def test_random_seed(prop: Callable[..., None], publisher: Any, workdir: Path) -> None:
-    @PER_EXAMPLE
+    @settings(PER_EXAMPLE, max_examples=EXAMPLES.get(prop, PER_EXAMPLE.max_examples))
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
         prop(publisher, workdir, data)

@@ -17,8 +17,9 @@ from loader.cli.output import emit
 def command(source: Path, dest: Path, trusted_keys: tuple[Path, ...]) -> None:
     """Copy a bundle (or one volume) to DEST, flush it, read it back and verify it.
 
-    Resumable: files already on DEST and correct are kept. The signature is checked when a trusted key is given;
-    the checksums always."""
+    The source is checked before anything is written, and nothing is written outside DEST. Resumable: files
+    already on DEST and correct are kept. The signature is checked when a trusted key is given; the checksums
+    always."""
     report = copy_bundle(source, dest, trusted_keys_from(trusted_keys, required=False), emit)
     emit(f"COPIED   {source} -> {dest}: the medium holds the bundle"
                + ("" if report.signature_checked else " (checksums checked, signature not checked)"))
