@@ -144,6 +144,13 @@ class KeyFileError(EsbundleError):
     label = "key error"
 
 
+class IndexUnreachableError(EsbundleError):
+    """index: the package index could not be reached (network, proxy, certificates) while building the wheelhouse."""
+
+    exit_code = 11
+    label = "package index unreachable"
+
+
 def _meaning(error: type[EsbundleError]) -> str:
     return (error.__doc__ or "").strip().splitlines()[0].rstrip(".")
 
@@ -152,4 +159,4 @@ def _meaning(error: type[EsbundleError]) -> str:
 EXIT_CODES: dict[int, str] = {0: "success"} | {
     error.exit_code: _meaning(error) for error in (EsbundleError, UsageError, SignatureError, IntegrityError,
                                                    LayoutError, PolicyError, ClusterError, IncompleteError,
-                                                   ModelError, KeyFileError)}
+                                                   ModelError, KeyFileError, IndexUnreachableError)}

@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: real keys, real bundles, the CLI run in-process."""
+"""Fixtures shared by the whole suite: real keys, real bundles, the CLI run in-process; the skip gate."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,8 @@ from bundler.cli.esbundle import cli
 from bundler.keys import KeyPair, SigningKey, generate_keypair, load_signing_key
 from bundler.writer.bundle import write_bundle
 
-pytest_plugins = ["tests.standin.fixture"]
+# tests.skip_gate: the run fails on any skip or xfail not listed, with its reason, in tests/allowed_skips.txt.
+pytest_plugins = ["tests.standin.fixture", "tests.skip_gate"]
 
 FIXED_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

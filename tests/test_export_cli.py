@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (declared in [export]: missing is an error, not a skip)
 from click.testing import Result
 
 from bundler.keys import generate_keypair
@@ -16,8 +17,6 @@ from loader.format.manifest import Manifest
 from loader.releases.libtorch import parse_version
 from tests import models
 from tests.conftest import Keys, RunCli
-
-pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parent.parent
 

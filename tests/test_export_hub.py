@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (declared in [export]: missing is an error, not a skip)
 
 from bundler.keys import KeyPair, generate_keypair
 from loader.bundle.trust import load_trusted_keys
@@ -20,8 +21,6 @@ from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
 from tests import models
 from tests.hub_server import HubServer, Repo
-
-pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_test_token_0123456789"

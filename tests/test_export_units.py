@@ -136,7 +136,6 @@ def test_minimum_cluster_version() -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    pytest.importorskip("transformers")
     from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("tokenizers")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -103,6 +105,8 @@ def test_each_role_lives_in_its_own_place() -> None:
 
 
 def test_part_paths_round_trip() -> None:
+    assert layout.part_path(0) == "definition/part-00000.zst"
+    assert layout.part_path(9999) == "definition/part-09999.zst"
     assert layout.part_index(layout.part_path(9999)) == 9999
     assert layout.part_index("definition/part-1.zst") is None
 
@@ -124,8 +128,12 @@ def test_sizes(text: str, expected: int) -> None:
 def test_manifest_round_trip_and_signature(make_bundle: MakeBundle, keys: Keys) -> None:
     bundle = make_bundle()
     data = (bundle / layout.MANIFEST).read_bytes()
+    # The writer wrote canonical JSON (docs/FORMAT.md): UTF-8, keys sorted, no insignificant whitespace, no NaN.
+    canonical = json.dumps(json.loads(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           allow_nan=False).encode("utf-8")
+    assert data == canonical
     manifest = Manifest.from_bytes(data)
-    assert manifest.to_bytes() == data  # the writer wrote canonical bytes
+    assert manifest.to_bytes() == data  # and the manifest round-trips through the parser unchanged
     envelope = Envelope.from_bytes((bundle / layout.ENVELOPE).read_bytes())
     assert envelope.payload == data
     assert (

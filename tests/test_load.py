@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from loader.format import layout
 from tests.conftest import Keys, MakeBundle, RunCli
-from tests.standin.fixture import StandIn
+from tests.standin.fixture import StandIn, wait_until
 
 BIG = 2_000_000  # 31 parts of 64 KiB
 
@@ -205,29 +204,43 @@ def test_connection_dropped_mid_part(make_bundle: MakeBundle, keys: Keys, run_cl
 def loader_process(bundle: Path, keys: Keys, url: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", "from bundler.cli.esbundle import main; main()", "load", str(bundle),
                              "--trusted-key", str(keys.pub), "--url", url, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_parts(server: StandIn, at_least: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = server.http("GET", "/_standin/trained_models/tiny-model/stats")
-        if response.status == 200 and response.json()["parts_stored"] >= at_least:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the loader did not store {at_least} parts in time")
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
+    """Drain and reap a loader process (its pipes are read, so it never blocks on a full one); kill it at the
+    deadline, so a hung loader fails the test instead of the run."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=30)
+        raise AssertionError(f"the loader did not finish within {timeout:g}s") from None
+
+
+def stored_parts(server: StandIn) -> list[int]:
+    return sorted(int(p) for p, n in attempts(server)["stored"].items() if n)
 
 
 def test_loader_killed_half_way_then_rerun(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli,
                                            standin: Callable[..., StandIn]) -> None:
-    # 0.1 s a response with 2 in flight: after 6 parts, about 1.2 s of work remain when the kill comes.
-    server = standin(fail="delay=0.1")
+    # Parts 6 and 7 are held, received but unanswered: with 2 in flight both senders wait on them, so when the
+    # kill comes parts 0-5 are acknowledged (and recorded) and nothing else is sent, however slow the machine.
+    server = standin(fail="pause-at-part=6,pause-at-part=7")
     bundle = make_bundle(BIG)
     proc = loader_process(bundle, keys, server.url, "--concurrency", "2")
-    wait_for_parts(server, 6)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        held = server.wait_for_pause("part", model_id="tiny-model", count=2)
+        assert sorted(h["part"] for h in held) == [6, 7]
+        assert stored_parts(server) == list(range(6))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        finish(proc, timeout=30)
+    assert proc.returncode == -signal.SIGKILL
     assert attempts(server)["parts_stored"] < 31
+    # The cluster finishes the two requests the dead loader left in flight: stored, never acknowledged.
+    assert sorted(h["part"] for h in server.release("part")) == [6, 7]
+    wait_until(lambda: stored_parts(server) == list(range(8)), "the released parts 6 and 7 to be stored")
     result = load(run_cli, bundle, keys, server, "--json")
     assert result.exit_code == 0, result.output
     receipt = json.loads(result.stdout)
@@ -265,15 +278,23 @@ def test_cluster_dies_half_way_restarted_then_rerun(make_bundle: MakeBundle, key
 
 def test_part_changed_after_verification_is_never_uploaded(make_bundle: MakeBundle, keys: Keys,
                                                            standin: Callable[..., StandIn]) -> None:
-    server = standin(fail="delay=0.1")  # about 3 s before the loader reaches the last part
+    # Part 2 is held unanswered: with 1 in flight the loader, past verification, waits on it, and the last part
+    # is read only once every other part is acknowledged, so the edit provably lands before part 30 is read.
+    server = standin(fail="pause-at-part=2")
     bundle = make_bundle(BIG)
     last = bundle / layout.part_path(30)
     proc = loader_process(bundle, keys, server.url, "--concurrency", "1")
-    wait_for_parts(server, 2)
-    data = bytearray(last.read_bytes())
-    data[100] ^= 0xFF
-    last.write_bytes(bytes(data))
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        server.wait_for_pause("part", model_id="tiny-model", part=2)
+        data = bytearray(last.read_bytes())
+        data[100] ^= 0xFF
+        last.write_bytes(bytes(data))
+        assert [h["part"] for h in server.release("part", part=2)] == [2]
+    except BaseException:
+        proc.kill()
+        finish(proc, timeout=30)
+        raise
+    _, stderr = finish(proc)
     assert proc.returncode == 4, stderr
     assert "definition/part-00030.zst" in stderr and "changed on the medium" in stderr
     assert "30" not in attempts(server)["put_attempts"]

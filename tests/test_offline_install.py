@@ -1,7 +1,8 @@
 """The offline side runs where torch, transformers and huggingface_hub are not installed at all.
 
 A fresh virtual environment gets the base install only (`pip install .`, no extras); `esbundle verify` and
-`inspect` must work there, and `export` must say which extra it needs instead of crashing.
+`inspect` must work there, and `export` must say which extra it needs instead of crashing. That install fetches the
+base dependencies (and the build backend) from the package index, so every test here is marked `needs_index`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from tests.conftest import Keys, MakeBundle
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.needs_index
+
 
 @pytest.fixture(scope="session")
 def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with `pip install .` from the package index; a failure to reach it is an error here, not a skip."""
     venv = tmp_path_factory.mktemp("base-venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"

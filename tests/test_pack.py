@@ -92,17 +92,41 @@ def test_a_failure_mid_write_leaves_nothing_behind(tmp_path: Path, keys: Keys) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keys", "m.pt"]
 
 
+# Runs `esbundle pack` with an audit hook: when the writer opens PART inside its hidden staging directory (every earlier
+# part is then written, in order, and the bundle is far from renamed into place), it makes the directory MARK and
+# blocks there for good. The test waits for MARK, not for a timing window, then kills it.
+_PAUSED_WRITER = """
+import os, sys, threading
+PART, MARK, paused = {part!r}, {mark!r}, threading.Event()
+
+def hold(event, args):
+    if event != "open" or paused.is_set() or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    path = os.fsdecode(args[0])
+    writing = isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR)
+    if writing and os.path.basename(path) == PART and ".partial-" in path:
+        paused.set()
+        os.mkdir(MARK)
+        threading.Event().wait()
+
+sys.addaudithook(hold)
+from bundler.cli.esbundle import main
+main()
+"""
+
+
 def test_a_killed_writer_never_leaves_a_complete_looking_bundle(tmp_path: Path, keys: Keys) -> None:
-    definition = random_file(tmp_path / "big.pt", 200 << 20)
+    definition = random_file(tmp_path / "big.pt", 12 << 20)  # 12 parts of 1 MiB
     config = tmp_path / "config.json"
     config.write_text(json.dumps(EMBEDDING_CONFIG))
     vocab = tmp_path / "vocab.json"
     vocab.write_text(json.dumps(TINY_VOCAB))
+    mark = tmp_path / "writer-paused"
     proc = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "from bundler.cli.esbundle import main; main()",
+            _PAUSED_WRITER.format(part="part-00005.zst", mark=str(mark)),
             "pack",
             "--definition",
             str(definition),
@@ -114,13 +138,22 @@ def test_a_killed_writer_never_leaves_a_complete_looking_bundle(tmp_path: Path, 
             str(keys.pair.private_path),
             "--out",
             str(tmp_path / "b"),
-        ]
+        ],
+        stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".b.partial-*/definition/part-0000[5-9].zst")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 60  # only turns a hang into a failure
+        while not mark.exists():
+            assert proc.poll() is None, f"the writer exited ({proc.returncode}) before reaching part 5"
+            assert time.monotonic() < deadline, "the writer did not reach part 5 within 60 s"
+            time.sleep(0.01)
+        staged = list(tmp_path.glob(".b.partial-*"))
+        assert len(staged) == 1 and not (tmp_path / "b").exists()
+        written = sorted(p.name for p in (staged[0] / "definition").iterdir())
+        assert written == [f"part-{i:05d}.zst" for i in range(5)]  # the writer is half way, provably
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
     assert list(tmp_path.glob(".b.partial-*")), "the writer was expected to be killed half way"
     assert not (tmp_path / "b").exists()
 

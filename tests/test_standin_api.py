@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,12 @@ def test_launcher_prints_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert process.stdout is not None
-        line = process.stdout.readline().decode()
+        reader = ThreadPoolExecutor(1)  # the read has a deadline: a stand-in that never says ready fails, not hangs
+        ready = reader.submit(process.stdout.readline)
+        reader.shutdown(wait=False)
+        if not wait([ready], timeout=60).done:
+            pytest.fail("the stand-in printed no ready line within 60 s")
+        line = ready.result().decode()
         assert line.startswith("ready http://127.0.0.1:") and not line.endswith(":0\n")
         client = elasticsearch.Elasticsearch(line.split()[1])
         assert client.info()["version"]["number"] == "9.2.0"

@@ -16,11 +16,11 @@ from typing import Any
 
 import elasticsearch
 import pytest
+import torch
 
 from tests.standin.fixture import StandIn, start_standin
 from tests.standin.testkit import MPNET_VOCAB, VOCAB, bert_config, scripted, tiny_bert, upload
 
-torch = pytest.importorskip("torch")
 NODE_FAILURE = "Could not start trained model deployment, the following nodes failed with errors [{"
 
 
@@ -212,7 +212,9 @@ def test_missing_vocabulary_and_garbage_definition_fail_on_the_node(server: Stan
 
 
 def test_start_timeout_is_408_and_the_deployment_keeps_starting(standin: Any) -> None:
-    slow = standin(fail="start-delay=3")
+    # The native load is held until the test releases it: the 100 ms wait cannot be outrun by a fast load, and
+    # the deployment is provably still starting when the 408 arrives, however slow the machine.
+    slow = standin(fail="pause-start=slow")
     client = slow.client()
     upload(client, "slow", scripted("embedding"))
     with pytest.raises(elasticsearch.ApiError) as timed_out:
@@ -221,13 +223,18 @@ def test_start_timeout_is_408_and_the_deployment_keeps_starting(standin: Any) ->
     assert timed_out.value.body["error"]["type"] == "model_deployment_timeout_exception"
     assert timed_out.value.body["error"]["reason"].startswith(
         "Timed out after [100ms] waiting for trained model deployment [slow] to start.")
-    states = []
-    for _ in range(200):  # poll like a loader would; no timing is asserted
+    assert [h["deployment_id"] for h in slow.wait_for_pause("start", model_id="slow")] == ["slow"]
+
+    def state() -> str:
         stats = client.ml.get_trained_models_stats(model_id="slow")["trained_model_stats"][0]
-        states.append(stats["deployment_stats"]["state"])
-        if states[-1] != "starting":
-            break
-        time.sleep(0.1)
+        return str(stats["deployment_stats"]["state"])
+
+    states = [state()]  # held: the start carries on after the 408
+    assert [h["model_id"] for h in slow.release("start")] == ["slow"]
+    deadline = time.monotonic() + 60  # only turns a hang into a failure; no timing is asserted
+    while states[-1] == "starting" and time.monotonic() < deadline:
+        time.sleep(0.05)  # poll like a loader would
+        states.append(state())
     assert states[0] == "starting" and states[-1] == "started"
     with pytest.raises(elasticsearch.BadRequestError) as twice:
         client.ml.start_trained_model_deployment(model_id="slow")

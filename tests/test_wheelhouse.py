@@ -1,28 +1,35 @@
 """The wheelhouse that carries the offline tool: built for real, then installed for real with no index and no network.
 
-One wheelhouse for this interpreter's Python and this machine's platform is built per module; the install runs the
-commands install.txt prints, from inside the loader/ folder, with pip cut off from every index and from the network.
+One wheelhouse for this interpreter's Python and this machine's platform is built per module from the package index
+(the tests marked `needs_index`, which fail when it cannot be reached); the install runs the commands install.txt
+prints, from inside the loader/ folder, with pip cut off from every index and from the network.
+
+The rest need no network: pip is pointed at a port that refuses connections, at a simple index served here on
+127.0.0.1, or at a find-links folder of wheels made here, to tell an unreachable index from one without a wheel for
+the target, and to check that dependency markers are judged for the target Python rather than this one.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
 
-from bundler.writer.wheelhouse import WheelhouseFile, build_wheelhouse
-from loader.errors import UsageError
+from bundler.writer.wheelhouse import WheelhouseFile, _PipFailure, _target_environment, _unreachable, build_wheelhouse
+from loader.errors import IndexUnreachableError, UsageError
 from tests.conftest import EMBEDDING_CONFIG, TINY_VOCAB, Keys, MakeBundle, RunCli
 from tests.standin.fixture import StandIn
 
@@ -30,6 +37,8 @@ PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 PLATFORM = f"manylinux2014_{platform.machine()}"
 HEAVY = ("torch", "transformers", "huggingface_hub", "sentence_transformers")
 BASE = ("elasticsearch", "zstandard", "cryptography", "click")
+# A target Python other than this one, for the marker test: pip judges markers by this one.
+OTHER_PYTHON = "3.10" if PYTHON != "3.10" else "3.12"
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="manylinux wheels install on Linux only")
 
@@ -54,6 +63,7 @@ def wheel_name(relpath: str) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> list[WheelhouseFile]:
+    """Built from the package index (so every test using it is marked `needs_index`)."""
     return build_wheelhouse(tmp_path_factory.mktemp("work"), python_version=PYTHON, platform=PLATFORM)
 
 
@@ -83,6 +93,7 @@ def installed(loader_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return home / "esbundle-venv"
 
 
+@pytest.mark.needs_index
 def test_files_and_order(built: list[WheelhouseFile]) -> None:
     paths = [f.relpath for f in built]
     wheels = [p for p in paths if p.startswith("loader/wheels/")]
@@ -98,6 +109,7 @@ def test_files_and_order(built: list[WheelhouseFile]) -> None:
         assert tags[1] in ("none", "abi3", f"cp{PYTHON.replace('.', '')}"), p
 
 
+@pytest.mark.needs_index
 def test_requirements_pin_every_wheel_by_its_hash(built: list[WheelhouseFile]) -> None:
     sources = {f.relpath: f.source for f in built}
     text = sources["loader/requirements.txt"].read_text()
@@ -111,6 +123,7 @@ def test_requirements_pin_every_wheel_by_its_hash(built: list[WheelhouseFile]) -
     assert pins == by_pin
 
 
+@pytest.mark.needs_index
 def test_same_inputs_same_wheelhouse(built: list[WheelhouseFile], tmp_path: Path) -> None:
     again = build_wheelhouse(tmp_path / "work", python_version=PYTHON, platform=PLATFORM)
     assert [f.relpath for f in again] == [f.relpath for f in built]
@@ -118,6 +131,7 @@ def test_same_inputs_same_wheelhouse(built: list[WheelhouseFile], tmp_path: Path
     assert [sha256(f.source) for f in again] == [sha256(f.source) for f in built]
 
 
+@pytest.mark.needs_index
 def test_plain_sha256sum_checks_the_folder(loader_dir: Path, tmp_path: Path) -> None:
     done = subprocess.run(["sha256sum", "-c", "sha256sums.txt"], cwd=loader_dir, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -133,6 +147,7 @@ def test_plain_sha256sum_checks_the_folder(loader_dir: Path, tmp_path: Path) -> 
     assert done.returncode != 0 and f"wheels/{wheel.name}: FAILED" in done.stdout
 
 
+@pytest.mark.needs_index
 def test_installs_offline_and_verifies(installed: Path, make_bundle: MakeBundle, keys: Keys, tmp_path: Path) -> None:
     env = offline_env(tmp_path)
     esbundle = installed / "bin" / "esbundle"
@@ -152,34 +167,246 @@ def test_installs_offline_and_verifies(installed: Path, make_bundle: MakeBundle,
     assert torch.returncode != 0
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="needs a target Python older than this one")
-def test_markers_are_evaluated_for_the_target_python(tmp_path: Path) -> None:
-    # pip judges `python_version < "3.11"` by the interpreter running it; a 3.10 wheelhouse still needs those wheels.
-    files = build_wheelhouse(tmp_path, python_version="3.10", platform=PLATFORM)
-    wheels = {wheel_name(f.relpath).replace("_", "-"): f.source for f in files if f.relpath.endswith(".whl")}
-    target = {**default_environment(), "python_version": "3.10", "python_full_version": "3.10.0", "extra": ""}
-    here = {**default_environment(), "extra": ""}
-    only_for_target = []
-    for source in wheels.values():
-        with zipfile.ZipFile(source) as archive:
-            meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
-            text = archive.read(meta).decode()
-        for line in re.findall(r"^Requires-Dist: (.+)$", text, flags=re.MULTILINE):
-            req = Requirement(line)
-            if req.marker and req.marker.evaluate(target) and not req.marker.evaluate(here):
-                only_for_target.append(req.name.lower().replace("_", "-"))
-    if not only_for_target:
-        pytest.skip("no dependency has a marker that differs between 3.10 and this Python today")
-    assert set(only_for_target) <= set(wheels), only_for_target
-
-
-def test_no_wheel_for_the_platform_is_a_usage_error(tmp_path: Path) -> None:
+@pytest.mark.needs_index
+def test_the_index_has_no_wheel_for_an_unknown_platform(tmp_path: Path) -> None:
+    # The real index answers, with nothing for this platform: a usage error, not the unreachable index it would be
+    # offline (before pip's two failures were told apart, this test passed offline too).
     with pytest.raises(UsageError) as caught:
         build_wheelhouse(tmp_path, python_version=PYTHON, platform="nonexistent_platform")
     message = caught.value.message
+    assert "has no wheel of" in message and "could not be reached" not in message
     assert "nonexistent_platform" in message and f"CPython {PYTHON}" in message
     assert any(name in message for name in BASE), message
     assert caught.value.hint
+
+
+def use_pip(monkeypatch: pytest.MonkeyPatch, **settings: str) -> None:
+    """This process's pip settings (build_wheelhouse hands its environment to pip) are `settings` alone: no config
+    file, no proxy, no retries, a short timeout."""
+    for key in list(os.environ):
+        if key.upper().startswith(("PIP_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")):
+            monkeypatch.delenv(key)
+    defaults = {"PIP_CONFIG_FILE": os.devnull, "PIP_RETRIES": "0", "PIP_TIMEOUT": "5", "NO_PROXY": "127.0.0.1"}
+    for key, value in {**defaults, **settings}.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def refused() -> Iterator[str]:
+    """http://127.0.0.1:PORT where a socket is bound and never listens: every connection to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.contextmanager
+def simple_index(links: Callable[[str], list[str]]) -> Iterator[str]:
+    """A PEP 503 simple index on 127.0.0.1 whose page for each project links the files `links(project)` names."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = [p for p in self.path.split("/") if p]
+            if len(parts) != 2 or parts[0] != "simple":
+                self.send_error(404)
+                return
+            anchors = "".join(f'<a href="{href}">{href.rsplit("/", 1)[-1]}</a><br>\n' for href in links(parts[1]))
+            body = f"<!DOCTYPE html>\n<html><body>\n{anchors}</body></html>\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/simple"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("through", ["index", "proxy"])
+def test_an_unreachable_index_is_not_a_missing_wheel(through: str, refused: str, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    # pip ends both with `No matching distribution found`; only its log says the index was never read.
+    if through == "index":
+        use_pip(monkeypatch, PIP_INDEX_URL=f"{refused}/simple")
+    else:  # an https index behind a proxy that refuses: the index's host is never even looked up
+        use_pip(monkeypatch, PIP_INDEX_URL="https://index.invalid/simple", HTTPS_PROXY=refused)
+    with pytest.raises(IndexUnreachableError) as caught:
+        build_wheelhouse(tmp_path, python_version=PYTHON, platform=PLATFORM)
+    assert not isinstance(caught.value, UsageError)
+    message = caught.value.message
+    assert message.startswith("the package index could not be reached while downloading the loader's wheels for "
+                              f"CPython {PYTHON} on {PLATFORM}: "), message
+    assert "has no wheel" not in message and "Connection refused" in message and "object at 0x" not in message
+    assert (refused if through == "index" else "https://index.invalid/simple/") in message
+    assert "index" in (caught.value.hint or "") and "--" not in (caught.value.hint or "")
+
+
+def test_an_index_without_a_wheel_for_the_platform_is_a_usage_error(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    # The index answers every project with a source archive and a Windows wheel only.
+    cp = f"cp{PYTHON.replace('.', '')}"
+
+    def files(project: str) -> list[str]:
+        return [f"../../files/{project}-{v}{suffix}" for v in ("9.0", "99.0")
+                for suffix in (".tar.gz", f"-{cp}-{cp}-win_amd64.whl")]
+
+    with simple_index(files) as url:
+        use_pip(monkeypatch, PIP_INDEX_URL=url)
+        with pytest.raises(UsageError) as caught:
+            build_wheelhouse(tmp_path, python_version=PYTHON, platform=PLATFORM)
+    message = caught.value.message
+    assert message.startswith("the package index has no wheel of "), message
+    assert f"for CPython {PYTHON} on platform {PLATFORM}" in message and "could not be reached" not in message
+    assert any(f"no wheel of {name} " in message for name in BASE), message
+    assert caught.value.hint and "--" not in caught.value.hint
+
+
+def test_an_index_whose_files_cannot_be_fetched_is_unreachable(refused: str, monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    # The index answers, but its files lie on a host that refuses (as when a proxy lets the index through but not
+    # its file host): pip fails without `No matching distribution`, and that is the index unreachable too.
+    with simple_index(lambda project: [f"{refused}/files/{project}-{v}-py3-none-any.whl" for v in ("9.0", "99.0")]
+                      ) as url:
+        use_pip(monkeypatch, PIP_INDEX_URL=url)
+        with pytest.raises(IndexUnreachableError) as caught:
+            build_wheelhouse(tmp_path, python_version=PYTHON, platform=PLATFORM)
+    assert not isinstance(caught.value, UsageError)
+    message = caught.value.message
+    assert message.startswith("the package index could not be reached while downloading "), message
+    assert refused.removeprefix("http://").split(":")[0] in message and "Connection refused" in message
+
+
+# What pip 23.2 and 26.2 print (`output`) and log (`--log`) when an index or a file cannot be reached, and when the
+# index answers without a wheel; each pair as pip wrote it, shortened.
+_NO_DISTRIBUTION = ("ERROR: Could not find a version that satisfies the requirement click (from versions: none)\n"
+                    "ERROR: No matching distribution found for click\n")
+_UNREACHABLE = {
+    "pip 23, refused": "Could not fetch URL http://127.0.0.1:9/simple/click/: connection error: HTTPConnectionPool("
+    "host='127.0.0.1', port=9): Max retries exceeded with url: /simple/click/ (Caused by NewConnectionError('<pip._"
+    "vendor.urllib3.connection.HTTPConnection object at 0x7fa9aab6ac10>: Failed to establish a new connection: "
+    "[Errno 111] Connection refused')) - skipping",
+    "pip 26, refused": "Could not fetch URL http://127.0.0.1:9/simple/click/: connection error: [Errno 111] "
+    "Connection refused - skipping",
+    "pip 26, no such host": "Could not fetch URL https://nonexistent.invalid/simple/click/: connection error: Failed "
+    "to resolve IP address for 'nonexistent.invalid' ([Errno -2] Name or service not known) - skipping",
+    "pip 26, proxy": "Could not fetch URL https://pypi.org/simple/click/: proxy connection error: ('Unable to connect "
+    "to proxy', NewConnectionError(\"HTTPSConnection(host='127.0.0.1', port=9): Failed to establish a new "
+    "connection: [Errno 111] Connection refused\")) - skipping",
+    "pip 23, tls": "Could not fetch URL https://10.0.0.1/simple/click/: There was a problem confirming the ssl "
+    "certificate: HTTPSConnectionPool(host='10.0.0.1', port=443): Max retries exceeded with url: /simple/click/ "
+    "(Caused by SSLError(CertificateError(\"hostname '10.0.0.1' doesn't match 'pypi.org'\"))) - skipping",
+    "pip 23, timeout": "Could not fetch URL https://pypi.org/simple/click/: connection error: HTTPSConnectionPool("
+    "host='pypi.org', port=443): Read timed out. (read timeout=2.0) - skipping",
+    "pip 23, 503": "Could not fetch URL https://pypi.org/simple/click/: HTTPSConnectionPool(host='pypi.org', port=443"
+    "): Max retries exceeded with url: /simple/click/ (Caused by ResponseError('too many 503 error responses')) - "
+    "skipping",
+}
+
+
+@pytest.mark.parametrize("logged", _UNREACHABLE.values(), ids=_UNREACHABLE.keys())
+def test_a_page_pip_could_not_read_is_an_unreachable_index(logged: str) -> None:
+    log = f"2026-12-02T19:50:34,827 Looking in indexes: x\n2026-12-02T19:50:34,828 {logged}\n"
+    found = _unreachable(_PipFailure(_NO_DISTRIBUTION, log))
+    page = re.search(r"Could not fetch URL (\S+): ", logged)
+    assert page and found and found.startswith(f"{page[1]}: "), found
+    assert "object at 0x" not in found and " - skipping" not in found and len(found) <= 300
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    ("WARNING: The repository located at example.invalid is not a trusted or secure host and is being ignored. If "
+     "this repository is available via HTTPS we recommend you use HTTPS instead.\n" + _NO_DISTRIBUTION,
+     "example.invalid: pip ignores an index on a host that is neither HTTPS nor trusted"),
+    ("Collecting click\nerror: connection-failed\n\n× Failed to connect to files.example while fetching "
+     "https://files.example/click-8.1.7-py3-none-any.whl\n╰─> [Errno 111] Connection refused\n\nhint: Are you "
+     "connected to the Internet?\n", "Failed to connect to files.example while fetching https://files.example/"
+     "click-8.1.7-py3-none-any.whl: [Errno 111] Connection refused"),
+    ("Collecting click\nERROR: Exception:\nTraceback (most recent call last):\n    raise ConnectionError(e)\n"
+     "pip._vendor.requests.exceptions.ConnectionError: HTTPSConnectionPool(host='files.example', port=443): Max "
+     "retries exceeded (Caused by NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection object at "
+     "0x7f4f>: Failed to establish a new connection: [Errno 111] Connection refused'))\n",
+     "pip._vendor.requests.exceptions.ConnectionError: HTTPSConnectionPool(host='files.example', port=443): Max "
+     "retries exceeded (Caused by NewConnectionError('Failed to establish a new connection: [Errno 111] Connection "
+     "refused'))"),
+], ids=["insecure index ignored", "pip 26, file refused", "pip 23, file refused"])
+def test_a_connection_pip_reports_failed_is_an_unreachable_index(output: str, expected: str) -> None:
+    assert _unreachable(_PipFailure(output, "")) == expected
+
+
+@pytest.mark.parametrize("log", [
+    "",
+    "2026-12-02T19:50:36,797 Could not fetch URL https://pypi.org/simple/click/: 404 Client Error: Not Found for url: "
+    "https://pypi.org/simple/click/ - skipping",
+], ids=["every page read", "no such project"])
+def test_an_index_that_answered_is_not_unreachable(log: str) -> None:
+    # A retry that then succeeded is no failure: pip read the page in the end and found no wheel on it.
+    output = ("WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after "
+              "connection broken by 'NewConnectionError('Failed to establish a new connection: [Errno 111] "
+              "Connection refused')': /simple/click/\n" + _NO_DISTRIBUTION)
+    assert _unreachable(_PipFailure(output, log)) is None
+
+
+def make_wheel(folder: Path, name: str, *requires: str) -> None:
+    """A pure-Python wheel of `name` 1.0 with nothing in it but its metadata, requiring `requires`."""
+    dist = name.replace("-", "_")
+    info = f"{dist}-1.0.dist-info"
+    metadata = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    files = {f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{metadata}",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{dist}-1.0-py3-none-any.whl", "w") as archive:
+        for path, text in {**files, f"{info}/RECORD": record}.items():
+            archive.writestr(path, text)
+
+
+def test_markers_are_evaluated_for_the_target_python(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """pip judges `python_version == ...` by the interpreter running it: the wheelhouse for another Python gets the
+    wheels only that Python needs (and their own dependencies), and loses those only this one needs."""
+    project = tmp_path / "project"
+    (project / "carried_tool").mkdir(parents=True)
+    (project / "carried_tool" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "carried-tool"\nversion = "1.0"\ndependencies = ["base-dep>=1"]\n\n'
+        '[tool.setuptools]\npackages = ["carried_tool"]\n')
+    links = tmp_path / "links"
+    links.mkdir()
+    make_wheel(links, "base-dep", "everywhere", f'only-on-target; python_version == "{OTHER_PYTHON}"',
+               f'only-here; python_version == "{PYTHON}"')
+    make_wheel(links, "only-on-target", "target-child")
+    for name in ("everywhere", "only-here", "target-child"):
+        make_wheel(links, name)
+    use_pip(monkeypatch, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(links))
+    files = build_wheelhouse(tmp_path / "work", python_version=OTHER_PYTHON, platform=PLATFORM,
+                             project_root=project)
+    wheels = {wheel_name(f.relpath).replace("_", "-") for f in files if f.relpath.endswith(".whl")}
+    assert wheels == {"carried-tool", "base-dep", "everywhere", "only-on-target", "target-child"}
+    requirements = next(f.source for f in files if f.relpath == "loader/requirements.txt").read_text()
+    assert f"for CPython {OTHER_PYTHON} on {PLATFORM}" in requirements and "only-here" not in requirements
+    assert sorted(p.name for p in (tmp_path / "work" / "wheels").iterdir()) == sorted(
+        f.source.name for f in files if f.relpath.endswith(".whl"))
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    ("manylinux2014_x86_64", ("linux", "Linux", "posix", "x86_64")),
+    ("manylinux_2_28_aarch64", ("linux", "Linux", "posix", "aarch64")),
+    ("musllinux_1_2_x86_64", ("linux", "Linux", "posix", "x86_64")),
+    ("macosx_11_0_arm64", ("darwin", "Darwin", "posix", "arm64")),
+    ("win_amd64", ("win32", "Windows", "nt", "AMD64")),
+])
+def test_target_environment_follows_the_platform_tag(tag: str, expected: tuple[str, ...]) -> None:
+    env = _target_environment("3.10", tag)
+    assert (env["sys_platform"], env["platform_system"], env["os_name"], env["platform_machine"]) == expected
+    assert (env["python_version"], env["python_full_version"], env["implementation_name"]) == ("3.10", "3.10.0",
+                                                                                              "cpython")
 
 
 def test_bad_python_version_is_a_usage_error(tmp_path: Path) -> None:
@@ -187,6 +414,7 @@ def test_bad_python_version_is_a_usage_error(tmp_path: Path) -> None:
         build_wheelhouse(tmp_path, python_version="2.7")
 
 
+@pytest.mark.needs_index
 def test_bundle_carries_its_loader_on_the_first_volume(tmp_path: Path, keys: Keys, run_cli: RunCli,
                                                         standin: Callable[..., StandIn]) -> None:
     """pack --with-loader --volume-size: install from vol001 alone, offline, then verify and dry-run a load."""

@@ -13,6 +13,12 @@ wheels; the rest are pure Python, py3-none-any). If one stops publishing it, pas
 
 pip evaluates dependency markers (`python_version < "3.11"`, `sys_platform == "win32"`) against the interpreter that
 runs it, not the target; so what pip downloads is checked against the target's own markers, completed and pruned.
+
+When pip fails, two causes are told apart, because pip itself ends both with `No matching distribution found`: an
+index it could not reach (refused, unresolvable, timed out, a proxy or TLS failure: an EsbundleError saying the
+package index could not be reached, with the page and pip's reason) and an index that answered without a wheel for
+the target (a UsageError naming the requirement, the CPython version and the platform). Page failures are only in
+pip's debug log, so pip runs with a log file, read when it fails.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from pathlib import Path
 
 from loader import settings
 from loader.bundle.content import sha256_file
-from loader.errors import EsbundleError, UsageError
+from loader.errors import EsbundleError, IndexUnreachableError, UsageError
 from loader.format.layout import LOADER_DIR, path_problems
 
 try:  # the library itself where the connected side has it (pytest and transformers pull it in) ...
@@ -48,15 +54,38 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _DEFAULT_EPOCH = "315532800"
 # Each round downloads what the target's markers need and pip's host-side evaluation left out; two suffice in practice.
 _MAX_ROUNDS = 5
-_LINUX_TAG = re.compile(r"^(?:manylinux\d*|manylinux_\d+_\d+|musllinux_\d+_\d+|linux)_(?P<machine>.+)$")
+# The PEP 600 form first: `manylinux\d*` alone would take `manylinux_2_28_x86_64` for machine `2_28_x86_64`.
+_LINUX_TAG = re.compile(r"^(?:manylinux_\d+_\d+|manylinux\d*|musllinux_\d+_\d+|linux)_(?P<machine>.+)$")
 _MAC_TAG = re.compile(r"^macosx_\d+_\d+_(?P<machine>.+)$")
 _WINDOWS_MACHINES = {"win32": "x86", "win_amd64": "AMD64", "win_arm64": "ARM64"}
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)")
+# pip 23 to 26 log each index or find-links page it could not read, at debug level (its log file only), as
+# `Could not fetch URL <url>: <reason> - skipping`; a 404 is an answer (the index has no such project), not a failure.
+_UNREAD_PAGE = re.compile(r"Could not fetch URL (?P<url>\S+?): (?P<reason>.+?)(?: - skipping)?$", re.MULTILINE)
+_IGNORED_INDEX = re.compile(r"The repository located at (?P<host>\S+) is not a trusted or secure host and is being "
+                            r"ignored")
+# A connection that failed outside the pages (a wheel's own download): pip 23 prints the exception, pip 26 a diagnostic.
+_NETWORK = re.compile(
+    r"NewConnectionError|NameResolutionError|ProxyError|ConnectTimeout|ReadTimeout|SSLError|ConnectionError|"
+    r"Failed to establish a new connection|Name or service not known|Temporary failure in name resolution|"
+    r"Max retries exceeded|[Tt]imed out|Connection (?:refused|reset|aborted)|RemoteDisconnected|IncompleteRead|"
+    r"CERTIFICATE_VERIFY_FAILED|Failed to connect to|didn't respond within|Failed to establish a secure connection|"
+    r"connection-failed|connection-timeout|ssl-verification-failed|proxy-connection-failed")
+_UNREACHABLE_HINT = ("the connected side downloads these wheels from a package index: check the network, any proxy "
+                     "(HTTPS_PROXY, NO_PROXY), the certificates, and which index pip is set to use (PIP_INDEX_URL, "
+                     "pip.conf); then run the same command again")
 
 
 @dataclass(frozen=True)
 class WheelhouseFile:
     relpath: str  # POSIX path inside the bundle, under "loader/"
     source: Path  # where the file lies now (inside the work directory)
+
+
+@dataclass(frozen=True)
+class _PipFailure:
+    output: str  # what pip printed
+    log: str  # its debug log (pip's --log file), where the index pages it could not read are named
 
 
 @dataclass(frozen=True)
@@ -143,7 +172,9 @@ def _build_own_wheel(root: Path, wheels: Path) -> Path:
         # tree gives the same bytes; an interpreter that lacks pyproject's build requirements gets them from the index.
         isolation = ["--no-build-isolation"] if _has_build_requirements(root) else []
         env = {**os.environ, "SOURCE_DATE_EPOCH": settings.get(settings.SOURCE_DATE_EPOCH) or _DEFAULT_EPOCH}
-        _pip(["wheel", "--no-deps", *isolation, "-w", str(dist), str(source)], env, f"building the wheel of {root}")
+        failure = _pip(["wheel", "--no-deps", *isolation, "-w", str(dist), str(source)], env)
+        if failure:
+            raise _failed(failure, f"building the wheel of {root}")
         built = sorted(dist.glob("*.whl"))
         if len(built) != 1:
             raise EsbundleError(f"building the wheel of {root} gave {len(built)} wheels, expected one")
@@ -182,29 +213,73 @@ def _has_build_requirements(root: Path) -> bool:
 def _download(requirements: list[str], wheels: Path, python: str, platform: str, abi: str) -> None:
     args = ["download", "--only-binary=:all:", "--python-version", python, "--platform", platform,
             "--implementation", "cp", "--abi", abi, "-d", str(wheels), *requirements]
-    output = _pip(args, dict(os.environ), None)
-    if output is None:
+    failure = _pip(args, os.environ)
+    if failure is None:
         return
-    # pip names the requirement it gave up on; with --only-binary that means no wheel for this python and platform.
-    missing = re.search(r"No matching distribution found for ([A-Za-z0-9._-]+)", output)
+    # pip names the requirement it gave up on; with --only-binary, and every index read, that means no wheel for this
+    # python and platform. pip says the same when it could not read the index at all, so that is ruled out first.
+    missing = None if _unreachable(failure) else _NO_DISTRIBUTION.search(failure.output)
     if missing:
-        raise UsageError(f"no wheel of {missing[1]} for CPython {python} on platform {platform}",
+        raise UsageError(f"the package index has no wheel of {missing[1]} for CPython {python} on platform {platform}",
                          hint="pick a platform tag the package publishes wheels for (e.g. manylinux_2_28_x86_64) "
                               "or another loader Python")
-    raise EsbundleError(f"pip could not download the loader's wheels for CPython {python} on {platform}: "
-                        f"{_last_error(output)}", hint="pip must reach a package index on the connected side")
+    raise _failed(failure, f"downloading the loader's wheels for CPython {python} on {platform}")
 
 
-def _pip(args: list[str], env: Mapping[str, str], what: str | None) -> str | None:
-    """Run this interpreter's pip; return None on success, else its output (or raise, when `what` names the step)."""
-    done = subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "--progress-bar", "off"],
-                          capture_output=True, text=True, env=dict(env), check=False)
-    if done.returncode == 0:
+def _pip(args: list[str], env: Mapping[str, str]) -> _PipFailure | None:
+    """Run this interpreter's pip with a debug log; return None on success, else what it printed and logged."""
+    with tempfile.TemporaryDirectory(prefix="esbundle-pip-") as tmp:
+        log = Path(tmp) / "pip.log"
+        done = subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "--progress-bar",
+                               "off", "--log", str(log)], capture_output=True, text=True, env=dict(env), check=False)
+        if done.returncode == 0:
+            return None
+        logged = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+        return _PipFailure(done.stdout + done.stderr, logged)
+
+
+def _failed(failure: _PipFailure, step: str) -> EsbundleError:
+    """The error for a pip run that failed during `step`: an index it could not reach, or else pip's last error."""
+    unreachable = _unreachable(failure)
+    if unreachable:
+        return IndexUnreachableError(f"the package index could not be reached while {step}: {unreachable}",
+                                     hint=_UNREACHABLE_HINT)
+    return EsbundleError(f"{step} failed: {_last_error(failure.output)}")
+
+
+def _unreachable(failure: _PipFailure) -> str | None:
+    """Where and why pip could not reach an index (a page it could not read, or a download cut off), or None.
+
+    A page pip could not read makes any `No matching distribution` untrustworthy: the wheel may be behind it. The page
+    of the requirement pip gave up on is named when there is one.
+    """
+    unread = [(m["url"], m["reason"]) for m in _UNREAD_PAGE.finditer(failure.log) if not m["reason"].startswith("404 ")]
+    unread += [(m["host"], "pip ignores an index on a host that is neither HTTPS nor trusted")
+               for m in _IGNORED_INDEX.finditer(failure.output + failure.log)]
+    if unread:
+        missing = _NO_DISTRIBUTION.search(failure.output)
+        name = canonicalize_name(missing[1]) if missing else None
+        url, reason = next((u for u in unread if canonicalize_name(u[0].rstrip("/").rsplit("/", 1)[-1]) == name),
+                           unread[0])
+        return _tidy(f"{url}: {reason}")
+    if _NO_DISTRIBUTION.search(failure.output):
         return None
-    output = done.stdout + done.stderr
-    if what:
-        raise EsbundleError(f"{what} failed: {_last_error(output)}")
-    return output
+    lines = [line.strip() for line in failure.output.splitlines() if line.strip()]
+    # Not a retry (it may have worked), pip's hint, or the detail under pip 26's diagnostic (read with it below).
+    found = [i for i, line in enumerate(lines) if _NETWORK.search(line) and not line.startswith(("WARNING:", "hint:",
+                                                                                                   "╰─>"))]
+    if not found:
+        return None
+    last = found[-1]
+    detail = lines[last] + (f": {lines[last + 1][3:]}" if lines[last + 1:last + 2] and
+                            lines[last + 1].startswith("╰─>") else "")
+    return _tidy(detail.lstrip("× "))
+
+
+def _tidy(text: str) -> str:
+    """pip's reason on one line without urllib3's object reprs, at most 300 characters."""
+    text = re.sub(r"<[^<>]* object at 0x[0-9a-f]+>: ?", "", " ".join(text.split()))
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _last_error(output: str) -> str:

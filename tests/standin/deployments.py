@@ -5,6 +5,8 @@ checks the stored parts, hands the reassembled definition to the "native process
 a background thread and waits for the requested state, answering 408 on timeout (the start goes
 on) or Elasticsearch's node-failure 500 (the failed deployment is removed). Started deployments
 are persisted and come back as started after a restart; their module is loaded again on first use.
+What a `started` deployment proves about the emulated release, and what it cannot (the host's torch is
+newer than any cluster's libtorch), is stated in native.py.
 """
 
 from __future__ import annotations
@@ -187,6 +189,7 @@ class Deployments:
 
     def _load(self, deployment: Deployment, model: Model) -> None:
         """The node side of a start: what pytorch_inference does, then the routing state."""
+        self.faults.hold_start(deployment.model_id, deployment.deployment_id)  # the `pause-start` fault plan
         try:
             if self.faults.start_delay:
                 time.sleep(self.faults.start_delay)

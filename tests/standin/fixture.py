@@ -9,6 +9,11 @@ Registered for the whole suite by `pytest_plugins` in tests/conftest.py. Use:
 
 Every process a test starts is killed at teardown. `StandIn.http(...)` sends raw requests (for
 headers the official client would not send); it returns a `RawResponse`.
+
+Races are driven by events, never by sleeps: with a `pause-at-part=N` or `pause-start=ID` fault plan,
+`server.wait_for_pause(...)` returns once the stand-in holds the request, the test acts, then
+`server.release(...)`. `wait_until(condition, what)` polls anything else with a deadline, and
+`read_line(stream, timeout)` reads a line without ever hanging the run. Every wait here has a deadline.
 """
 
 from __future__ import annotations
@@ -22,14 +27,41 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+DEADLINE = 60.0  # generous: a deadline only turns a hang into a failure, it never paces a test
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE, interval: float = 0.02) -> Any:
+    """Poll `condition` until it returns something truthy (returned); AssertionError naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_line(stream: Any, timeout: float = DEADLINE) -> bytes | str | None:
+    """One `stream.readline()` that gives up after `timeout` seconds (None), e.g. a child's stdout pipe.
+
+    The read runs on a daemon thread: if it never returns, the caller kills the child, which ends it.
+    """
+    line: list[bytes | str] = []
+    reader = threading.Thread(target=lambda: line.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return line[0] if line else None
 
 
 @dataclass
@@ -72,12 +104,9 @@ class StandIn:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self._argv(), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
                                             stdin=subprocess.DEVNULL)
-        line: list[bytes] = []
         assert self.process.stdout is not None
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(ready_timeout)
-        text = line[0].decode().strip() if line else ""
+        line = read_line(self.process.stdout, ready_timeout)
+        text = line.decode().strip() if isinstance(line, bytes) else ""
         if not text.startswith("ready "):
             self.kill()
             raise RuntimeError(f"stand-in did not start ({text!r}); log:\n{self.log()}")
@@ -122,6 +151,39 @@ class StandIn:
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    # --- pauses (fault plans `pause-at-part=N`, `pause-start=MODEL_ID`) ---------------------------
+
+    def pauses(self) -> list[dict[str, Any]]:
+        """The requests the stand-in holds now: `{"hold", "point", "model_id", "part" | "deployment_id"}`."""
+        response = self.http("GET", "/_standin/pauses")
+        assert response.status == 200, response.body[:300]
+        return list(response.json()["held"])
+
+    def wait_for_pause(self, point: str | None = None, *, model_id: str | None = None, part: int | None = None,
+                       count: int = 1, timeout: float = DEADLINE) -> list[dict[str, Any]]:
+        """Wait until at least `count` matching requests are held; returns them. Fails at the deadline, or at
+        once if the stand-in has exited."""
+
+        def held() -> list[dict[str, Any]]:
+            if not self.running:
+                raise AssertionError(f"the stand-in exited ({self.process.returncode if self.process else None}) "
+                                     f"before the pause; log:\n{self.log()[-3000:]}")
+            matching = [h for h in self.pauses() if (point is None or h["point"] == point)
+                        and (model_id is None or h["model_id"] == model_id) and (part is None or h.get("part") == part)]
+            return matching if len(matching) >= count else []
+
+        what = f"{count} held request(s) (point={point}, model_id={model_id}, part={part})"
+        return list(wait_until(held, what, timeout))
+
+    def release(self, point: str | None = None, *, model_id: str | None = None,
+                part: int | None = None) -> list[dict[str, Any]]:
+        """Let the matching held requests go on (every one without a filter); returns what was released."""
+        filters = {"point": point, "model_id": model_id, "part": part}
+        query = urlencode({name: value for name, value in filters.items() if value is not None})
+        response = self.http("POST", "/_standin/release" + (f"?{query}" if query else ""))
+        assert response.status == 200, response.body[:300]
+        return list(response.json()["released"])
 
     # --- clients ------------------------------------------------------------------------------
 

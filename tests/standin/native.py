@@ -1,11 +1,26 @@
 """The stand-in's "native inference process": what pytorch_inference does when a deployment starts.
 
-Given the reassembled definition bytes and the emulated release, in this order: refuse archives
-that carry state hooks (releases that check, before loading); refuse a TorchScript file version the
-release's libtorch cannot read; load with `torch.jit.load`; then run the release's graph check
-(full validator or legacy check) with the messages from es_model_ops.json. Every refusal is a
-`NativeFailure` whose text is what the node reports; the API layer wraps it in Elasticsearch's
-node-failure error.
+Given the reassembled definition bytes and the emulated release (its facts: releases.py and
+release_facts.json, the stand-in's own, never the product's), in this order: refuse a TorchScript file
+version the release's libtorch cannot read (PyTorchStreamReader's check, which also runs before ml-cpp's
+pre-load scan: an archive it cannot open is not scanned, the load fails); refuse archives that carry state
+hooks (releases that scan, before loading); load with `torch.jit.load`; then run the release's graph check
+(the full validator, or the legacy forward check) with the release's allowlist and forbidden operations.
+Every refusal is a `NativeFailure` whose text is what the node reports; the API layer wraps it in
+Elasticsearch's node-failure error.
+
+What a `started` deployment here proves, and what it cannot:
+
+- The archive's version record is at most what the emulated release's libtorch reads, and the archive carries
+  no state hooks where the release scans for them (both read from the archive bytes, as ml-cpp does).
+- The graph's operations, as the host's torch inlines them, pass the release's allowlist and forbidden list
+  (or its legacy check), by the stand-in's facts.
+- The archive loads, and `_infer` runs, in the host's torch. The host's torch is newer than any cluster's
+  libtorch, so this proves the archive is loadable by a recent torch, not by the release's libtorch: an
+  archive within the version limit can still use an operator overload or schema the older libtorch lacks,
+  and an older torch may inline a graph into different operation names. Only a real cluster (or that exact
+  libtorch) proves those.
+- Without torch installed only the archive checks run (version, state hooks); nothing is loaded.
 """
 
 from __future__ import annotations
@@ -67,15 +82,6 @@ def state_hooks(archive: zipfile.ZipFile) -> list[str]:
     return sorted(found)
 
 
-def version_message(version: int, maximum: int, libtorch: str) -> str:
-    # libtorch before 1.13 asserted with this wording; later releases read every version torch writes
-    # for these models, so the refusal only ever comes from old runtimes.
-    return (
-        f"Attempted to read a PyTorch file with version {version}, but the maximum supported version for "
-        f"reading is {maximum}. Your PyTorch installation may be too old."
-    )
-
-
 def _collect(block: Any, kinds: set[str], limit: int) -> int:
     count = 0
     for node in block.nodes():
@@ -104,13 +110,13 @@ def graph_ops(module: Any, limit: int) -> tuple[frozenset[str], int]:
 def start(definition: bytes, release: Release) -> Loaded:
     """Everything the native process does before a deployment reports `started`."""
     archive = _archive(definition)
+    version = file_version(archive)
+    if version > release.max_file_version:
+        raise NativeFailure(releases.version_message(version, release))
     if release.state_hook_check:
         hooks = state_hooks(archive)
         if hooks:
             raise NativeFailure(releases.message("state_hooks", hooks))
-    version = file_version(archive)
-    if version > release.max_file_version:
-        raise NativeFailure(version_message(version, release.max_file_version, release.libtorch))
     try:
         import torch
     except ImportError:
@@ -122,18 +128,9 @@ def start(definition: bytes, release: Release) -> Loaded:
     module.eval()
     rules = releases.op_rules(release)
     ops, count = graph_ops(module, rules.node_limit)
-    if release.full_validator:
-        if count > rules.node_limit:
-            raise NativeFailure(releases.message("too_large", count=count))
-        forbidden = sorted(ops & rules.forbidden)
-        if forbidden:
-            raise NativeFailure(releases.message("forbidden", forbidden))
-        unrecognised = sorted(ops - rules.allowed)
-        if unrecognised:
-            raise NativeFailure(releases.message("unrecognised", unrecognised))
-    elif release.legacy_check:
-        # Scope of the old check: top-level nodes of forward, no inlining, no sub-blocks.
-        for node in module._c._get_method("forward").graph.nodes():
-            if node.kind() in rules.legacy_forbidden:
-                raise NativeFailure(releases.message("legacy", [node.kind()]))
+    # The legacy check's view: forward's top-level nodes, in order, no inlining, no sub-blocks.
+    forward_top_level = [node.kind() for node in module._c._get_method("forward").graph.nodes()]
+    refusal = releases.graph_refusal(release, ops, forward_top_level, count)
+    if refusal is not None:
+        raise NativeFailure(refusal)
     return Loaded(module, version, ops)

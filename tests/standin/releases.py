@@ -1,21 +1,27 @@
-"""What the emulated Elasticsearch release runs in its native inference process.
+"""What the emulated Elasticsearch release runs in its native inference process (ml-cpp's pytorch_inference).
 
-Reads `loader/data/es_libtorch.json` and `loader/data/es_model_ops.json` from the repository *as
-data* at run time (never importing the loader's code: the stand-in judges the loader
-independently) and answers, for one release: which libtorch it has, the highest TorchScript file
-version that libtorch reads, and which graph checks `_start` applies, with which messages.
+The facts are the stand-in's own: `release_facts.json` beside this file, written from Elasticsearch's,
+ml-cpp's, eland's and PyTorch's sources, each fact with its source (and, where the sources did not settle it,
+why it is unconfirmed). Nothing here imports the product's code or reads its data files: the stand-in judges
+what the product uploads independently, and tests/test_standin_facts.py compares the two tables so that a wrong
+edit on either side fails a test instead of being mirrored by the judge.
+
+For one release this answers: which libtorch it runs, the highest TorchScript file version that libtorch reads,
+which checks `_start` applies (pre-load state-hook scan, full graph validator, legacy forward check), with
+which operation lists and in which words.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "loader" / "data"
+FACTS_FILE = Path(__file__).with_name("release_facts.json")
 
 Version = tuple[int, int, int]
 
@@ -29,33 +35,50 @@ def parse_version(text: str) -> Version:
     return major, minor, patch
 
 
+def version_text(version: Version) -> str:
+    return ".".join(str(n) for n in version)
+
+
 @cache
-def _load(name: str) -> dict[str, Any]:
-    return json.loads((DATA_DIR / name).read_text(encoding="utf-8"))
+def facts() -> dict[str, Any]:
+    """The stand-in's facts file, parsed once."""
+    loaded: dict[str, Any] = json.loads(FACTS_FILE.read_text(encoding="utf-8"))
+    return loaded
 
 
-def _floors_cover(version: Version, floors: list[Version]) -> bool:
-    """`X.Y.Z and later` lists: covered if a floor of the same minor line is at or below the
-    version, or if the version is beyond the highest floor (later minors inherit the check)."""
-    same_line = [f for f in floors if f[:2] == version[:2]]
-    if same_line:
-        return version >= min(same_line)
-    return version > max(floors)
+def covered(version: Version, spec: dict[str, Any]) -> bool:
+    """Whether a fact with a `lines` map (and `later_lines`) holds for this release."""
+    lines: dict[tuple[int, int], dict[str, str]] = {
+        (int(key.split(".")[0]), int(key.split(".")[1])): bounds for key, bounds in spec["lines"].items()
+    }
+    line = version[:2]
+    if line in lines:
+        bounds = lines[line]
+        if version < parse_version(bounds["from"]):
+            return False
+        return "to" not in bounds or version <= parse_version(bounds["to"])
+    return bool(spec.get("later_lines")) and line > max(lines)
 
 
-def _ranges(text: str) -> list[tuple[Version, Version]]:
-    """`8.17.7-8.17.10, 9.1.x, ...` → inclusive version ranges."""
-    result = []
-    for item in (part.strip() for part in text.split(",")):
-        if item.endswith(".x"):
-            major, minor = (int(n) for n in item[:-2].split("."))
-            result.append(((major, minor, 0), (major, minor, 10**6)))
-        elif "-" in item:
-            low, high = item.split("-")
-            result.append((parse_version(low), parse_version(high)))
-        else:
-            result.append((parse_version(item), parse_version(item)))
-    return result
+def libtorch_for(version: Version) -> str:
+    """The main-line upgrade in force at this version, unless the version's line got a backport."""
+    table = facts()["libtorch"]
+    upgrades = sorted(table["upgrades"], key=lambda u: parse_version(u["first_release"]))
+    libtorch = upgrades[0]["libtorch"]  # older than every known upgrade (pre-releases): the first known
+    for upgrade in upgrades:
+        if parse_version(upgrade["first_release"]) <= version:
+            libtorch = upgrade["libtorch"]
+    for backport in table["backports"]:
+        line = tuple(int(n) for n in backport["line"].split("."))
+        if version[:2] == line and version >= parse_version(backport["first_patch"]):
+            libtorch = backport["libtorch"]
+    return libtorch
+
+
+def max_file_version(libtorch: str) -> int:
+    """The highest TorchScript file version that libtorch reads (KeyError: the facts file lacks it)."""
+    readers = {r["libtorch"]: int(r["max_file_version"]) for r in facts()["torchscript_readers"]["readers"]}
+    return readers[libtorch]
 
 
 @dataclass(frozen=True)
@@ -71,42 +94,23 @@ class Release:
 
     @property
     def number(self) -> str:
-        return ".".join(str(n) for n in self.version)
+        return version_text(self.version)
 
 
 def release(es_version: str) -> Release:
     version = parse_version(es_version)
-    libtorch_data = _load("es_libtorch.json")
-    ops = _load("es_model_ops.json")
-    ranges = [r for r in libtorch_data["ranges"] if not r.get("prerelease_only")]
-    libtorch = ranges[-1]["libtorch"]
-    for entry in ranges:
-        if parse_version(entry["es_from"]) <= version <= parse_version(entry["es_to"]):
-            libtorch = entry["libtorch"]
-            break
-    else:
-        # Outside every known range: older than the first gets the first, newer the newest.
-        if version < parse_version(ranges[0]["es_from"]):
-            libtorch = ranges[0]["libtorch"]
-    full_floors = _release_floors([parse_version(v) for v in ops["full_validator_releases"]])
-    hook_floors = [parse_version(v) for v in re.findall(r"\d+\.\d+\.\d+", ops["state_hook_check"])]
-    legacy = _ranges(ops["legacy_check"]["releases"])
+    checks = facts()["checks"]
+    libtorch = libtorch_for(version)
+    full = covered(version, checks["graph_validator"])
     return Release(
         version=version,
         libtorch=libtorch,
-        max_file_version=int(libtorch_data["max_readable_torchscript_file_version"][libtorch]),
-        full_validator=_floors_cover(version, full_floors),
-        legacy_check=any(low <= version <= high for low, high in legacy),
-        state_hook_check=_floors_cover(version, hook_floors),
+        max_file_version=max_file_version(libtorch),
+        full_validator=full,
+        # The graph validator replaced the legacy check in the releases that have it.
+        legacy_check=not full and covered(version, checks["legacy_forbidden_check"]),
+        state_hook_check=covered(version, checks["state_hook_scan"]),
     )
-
-
-def _release_floors(listed: list[Version]) -> list[Version]:
-    """The lowest listed patch of each minor line: `v9.4.0 ... v9.4.5` → 9.4.0."""
-    floors: dict[tuple[int, int], Version] = {}
-    for v in listed:
-        floors[v[:2]] = min(floors.get(v[:2], v), v)
-    return sorted(floors.values())
 
 
 @dataclass(frozen=True)
@@ -118,37 +122,57 @@ class OpRules:
 
 
 def op_rules(rel: Release) -> OpRules:
-    ops = _load("es_model_ops.json")
-    limit_text = ops["messages"]["too_large"]
-    limit = int(re.search(r"limit of (\d+)", limit_text).group(1))  # type: ignore[union-attr]
-    forbidden = set(ops["forbidden_operations"])
-    # The note names an op some tags lacked in their forbidden list; honour it for those tags.
-    absent = re.search(r"(\S+) is absent from the forbidden list in tags (v[\d.]+)-(v[\d.]+)",
-                       ops.get("forbidden_note", ""))
-    if absent and parse_version(absent.group(2)) <= rel.version <= parse_version(absent.group(3)):
-        forbidden.discard(absent.group(1))
+    """The operation lists of the release's checks (forbidden entries may be limited to some releases)."""
+    validator = facts()["checks"]["graph_validator"]
+    forbidden = frozenset(
+        entry["op"] for entry in validator["forbidden_operations"]
+        if "lines" not in entry or covered(rel.version, entry)
+    )
     return OpRules(
-        allowed=frozenset(ops["allowed_operations"]),
-        forbidden=frozenset(forbidden),
-        legacy_forbidden=tuple(ops["legacy_check"]["forbidden"]),
-        node_limit=limit,
+        allowed=frozenset(validator["allowed_operations"]),
+        forbidden=forbidden,
+        legacy_forbidden=tuple(facts()["checks"]["legacy_forbidden_check"]["operations"]),
+        node_limit=int(validator["node_limit"]),
     )
 
 
 def message(kind: str, items: list[str] | None = None, count: int | None = None) -> str:
-    """A native-process message from the data file, with its placeholder filled in.
-
-    The data file writes the texts with a descriptive tail (`<op1>, <op2> (sorted, comma
-    separated)`); the real message is the part before the first placeholder plus the items.
-    """
-    ops = _load("es_model_ops.json")
+    """A native-process message in the release's words; lists are sorted and joined with ', '."""
+    checks = facts()["checks"]
+    joined = ", ".join(sorted(items or []))
     if kind == "legacy":
-        template = ops["legacy_check"]["message"]
-        return template.split("<op>")[0] + (items or [""])[0]
-    template = ops["messages"][kind]
-    if kind == "too_large":
-        return re.sub(r"\bN\b", str(count), template)
+        return str(checks["legacy_forbidden_check"]["message"]).format(op=(items or [""])[0])
     if kind == "state_hooks":
-        return template.split(":")[0] + ": " + ", ".join(sorted(items or []))
-    prefix = template.split("<op1>")[0]
-    return prefix + ", ".join(sorted(items or []))
+        return str(checks["state_hook_scan"]["message"]).format(hooks=joined)
+    template = str(checks["graph_validator"]["messages"][kind])
+    return template.format(ops=joined, count=count)
+
+
+def version_message(version: int, rel: Release) -> str:
+    """libtorch's refusal of a TorchScript file version above what it reads."""
+    template = str(facts()["torchscript_readers"]["message"])
+    return template.format(version=version, maximum=rel.max_file_version)
+
+
+def graph_refusal(rel: Release, ops: frozenset[str], forward_top_level: Sequence[str],
+                  node_count: int) -> str | None:
+    """The release's post-load check on a graph, in its words; None when it accepts the graph.
+
+    `ops`: every node kind of every method after inlining, through sub-blocks (the validator's view);
+    `forward_top_level`: the node kinds of forward's top-level block, in graph order (the legacy check's view).
+    """
+    rules = op_rules(rel)
+    if rel.full_validator:
+        if node_count > rules.node_limit:
+            return message("too_large", count=node_count)
+        forbidden = sorted(ops & rules.forbidden)
+        if forbidden:
+            return message("forbidden", forbidden)
+        unrecognised = sorted(ops - rules.allowed)
+        if unrecognised:
+            return message("unrecognised", unrecognised)
+    elif rel.legacy_check:
+        hit = [op for op in forward_top_level if op in rules.legacy_forbidden]
+        if hit:
+            return message("legacy", hit[:1])
+    return None

@@ -3,12 +3,15 @@
 Owns what happens to one request before and after an endpoint handles it, in Elasticsearch's
 order: authentication, the `http.max_content_length` limit (413, empty body, as Netty answers it),
 REST compatibility headers, routing (400 `no handler found`, 405 for a wrong method), unknown
-parameters, the licence check, injected faults, then the handler. Every response carries
-`X-Elastic-Product: Elasticsearch` except the 413, which Elasticsearch's HTTP layer sends
-before any of its own code runs.
+parameters, the licence check, injected faults, the body, a `pause-at-part` hold, then the handler.
+Every response carries `X-Elastic-Product: Elasticsearch` except the 413, which Elasticsearch's
+HTTP layer sends before any of its own code runs.
 
 Serving: threads per connection, HTTP/1.1 keep-alive, TCP_NODELAY (Nagle off, as Netty does:
 without it every request waits ~40 ms for a delayed ACK and benchmarks measure the stand-in).
+
+Also owns the stand-in's pause endpoints (not Elasticsearch APIs): `GET /_standin/pauses` lists the
+requests a `pause-at-part` or `pause-start` rule holds, `POST /_standin/release` lets them go on.
 """
 
 from __future__ import annotations
@@ -74,10 +77,20 @@ class App:
             route("GET", "/_ml/info", lambda r: Response(200, self.cluster.ml_info())),
             *self.models.routes(),
             *self.deployments.routes(),
+            route("GET", "/_standin/pauses", lambda r: Response(200, {"held": self.faults.held()})),
+            route("POST", "/_standin/release", self.release_holds, ("point", "model_id", "part")),
         ]
         # Literal path segments win over placeholders, as in Elasticsearch's path trie:
         # `/_ml/trained_models/_stats` is not a model called `_stats`.
         self.routes.sort(key=lambda r: r.pattern.pattern.count("(?P<"))
+
+    def release_holds(self, request: Request) -> Response:
+        """`POST /_standin/release[?point=part|start][&model_id=ID][&part=N]`: let the matching holds go on."""
+        point = request.params.get("point")
+        if point not in (None, "part", "start"):
+            raise errors.illegal_argument(f"[point] must be [part] or [start], not [{point}]")
+        released = self.faults.release(point, request.params.get("model_id"), request.integer("part"))
+        return Response(200, {"released": released})
 
     def find_route(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
         allowed = []
@@ -162,6 +175,8 @@ class Handler(BaseHTTPRequestHandler):
             if handler_route.name == "part" and self._part_fault(request, length):
                 return
             request.body, body_read = self._read(length), True
+            if handler_route.name == "part":
+                self._part_hold(request)
             response = handler_route.handler(request)
         except _StringError as exc:
             response = Response(exc.status, {"error": exc.message, "status": exc.status}, headers=exc.headers)
@@ -177,11 +192,23 @@ class Handler(BaseHTTPRequestHandler):
         content_type = None if response.raw is not None else (
             "application/json" if response.status >= 400 and _is_media_error(response) else
             security.response_content_type(accept))
-        self._send(response, content_type=response.content_type or content_type,
-                   pretty=request.params.get("pretty") in ("", "true"))
+        try:
+            self._send(response, content_type=response.content_type or content_type,
+                       pretty=request.params.get("pretty") in ("", "true"))
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away (e.g. killed while its request was held): the work is done, the answer lost.
+            self.close_connection = True
+            self.log_message("%s", f"client gone before the answer to {request.method} {request.path}")
         if response.after == "exit":
-            self.wfile.flush()
+            with contextlib.suppress(OSError):
+                self.wfile.flush()
             os._exit(3)
+
+    def _part_hold(self, request: Request) -> None:
+        """`pause-at-part`: the part was received whole; hold it, unanswered and not stored, until released."""
+        part_text = request.path_params["part"]
+        if part_text.lstrip("-").isdigit():
+            self.server.app.faults.hold_part(request.path_params["model_id"], int(part_text))
 
     def _part_fault(self, request: Request, length: int) -> bool:
         """Apply the --fail plan to a part upload; True when the request was consumed by a fault."""
