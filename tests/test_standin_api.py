@@ -485,3 +485,24 @@ def test_module_entry_point_rejects_bad_fault_plan(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "tests.standin", "--port", "0", "--data-dir", str(tmp_path),
                              "--fail", "explode=1"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown fault rule [explode]" in result.stderr
+
+
+def test_a_held_part_is_stored_only_once_released(standin: Any) -> None:
+    """The `pause-at-part` hold that the race tests rely on: part 1 is received and held, not stored or answered,
+    until the test releases it; a release with nothing held is an empty answer, an unknown point a 400."""
+    held = standin(fail="pause-at-part=1")
+    client = held.client()
+    client.ml.put_trained_model(model_id="paused", **bert_config())
+    part(client, "paused", 0, b"a" * 10, 20, 2)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        second = pool.submit(part, client, "paused", 1, b"b" * 10, 20, 2)
+        [hold] = held.wait_for_pause("part", model_id="paused", part=1)
+        assert hold["point"] == "part" and not second.done()
+        status = held.http("GET", "/_ml/trained_models/paused?include=definition_status").json()
+        assert status["trained_model_configs"][0]["fully_defined"] is False
+        assert [r["part"] for r in held.release("part", model_id="paused")] == [1]
+        assert second.result(timeout=60)["acknowledged"] is True
+    status = held.http("GET", "/_ml/trained_models/paused?include=definition_status").json()
+    assert status["trained_model_configs"][0]["fully_defined"] is True
+    assert held.pauses() == [] and held.release() == []
+    assert held.http("POST", "/_standin/release?point=nowhere").status == 400
