@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from loader import __version__, settings
-from loader.cli.output import emit, emit_lines
+from loader.cli.output import emit
 from loader.errors import EXIT_CODES, EsbundleError, NoTrustedKeyError, UntrustedSignerError
 
 DEBUG = "ESBUNDLE_DEBUG"
@@ -33,7 +33,7 @@ class EsbundleGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EsbundleError as exc:
-            emit_lines(flag_hint(exc).lines(), err=True)
+            emit(*flag_hint(exc).lines(), err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

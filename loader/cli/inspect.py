@@ -7,7 +7,7 @@ import click
 
 from loader.bundle.inspect import describe, render
 from loader.cli.options import trusted_key_option, trusted_keys_from
-from loader.cli.output import emit_json, emit_lines
+from loader.cli.output import emit, emit_json
 
 
 @click.command("inspect")
@@ -20,4 +20,4 @@ def command(bundle: Path, trusted_keys: tuple[Path, ...], as_json: bool) -> None
     if as_json:
         emit_json(info, indent=2, sort_keys=True)
     else:
-        emit_lines(render(info))
+        emit(*render(info))

@@ -4,7 +4,6 @@ escaped strings."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -17,10 +16,6 @@ def emit(*lines: str, err: bool = False) -> None:
     """Print each argument as exactly one line (credentials scrubbed on stderr)."""
     for line in lines:
         click.echo(printable(settings.scrub(line) if err else line), err=err)
-
-
-def emit_lines(lines: Iterable[str], *, err: bool = False) -> None:
-    emit(*lines, err=err)
 
 
 def emit_json(document: Any, **dumps: Any) -> None:
