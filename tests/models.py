@@ -247,3 +247,17 @@ def with_legacy_weights(model_dir: Path, head: str = "AutoModelForSequenceClassi
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def bert_ja_sentence_transformer(out: Path, seed: int = 8) -> Path:
+    """sentence-transformers over a BERT whose tokenizer is BertJapaneseTokenizer (MeCab word splitting), as
+    Japanese sentence-embedding models have it: mean pooling, no normalisation."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+
+    base = bert_ja(out.parent / f"{out.name}-base", head="AutoModel", seed=seed)
+    transformer = modules.Transformer(str(base), max_seq_length=48)
+    width = transformer.get_embedding_dimension()
+    SentenceTransformer(modules=[transformer, modules.Pooling(width, pooling_mode="mean")],
+                        device="cpu").save(str(out))
+    return out

@@ -37,9 +37,14 @@ def attempts(server: StandIn, model_id: str = "tiny-model") -> dict[str, Any]:
     return server.http("GET", f"/_standin/trained_models/{model_id}/stats").json()
 
 
+def shipped(config: dict[str, Any]) -> bool:
+    """A model the cluster has without any upload: packaged (`.` ids) or pre-packaged (`lang_ident_model_1`)."""
+    return config["model_id"].startswith(".") or "prepackaged" in config.get("tags", [])
+
+
 def models(server: StandIn) -> list[str]:
     body = server.http("GET", "/_ml/trained_models/_all").json()
-    return sorted(m["model_id"] for m in body.get("trained_model_configs", []) if not m["model_id"].startswith("."))
+    return sorted(m["model_id"] for m in body.get("trained_model_configs", []) if not shipped(m))
 
 
 def load(run_cli: RunCli, bundle: Path, keys: Keys, server: StandIn, *extra: Any) -> Any:
@@ -165,7 +170,7 @@ def test_libtorch_too_old_refused_in_preflight(make_bundle: MakeBundle, keys: Ke
     assert "libtorch 1.11.0 reads TorchScript files up to version 9" in result.stderr
     server_models = server.http("GET", "/_ml/trained_models/_all", headers={
         "Accept": "application/vnd.elasticsearch+json; compatible-with=8"}).json()
-    assert all(m["model_id"].startswith(".") for m in server_models.get("trained_model_configs", []))
+    assert all(shipped(m) for m in server_models.get("trained_model_configs", []))
 
 
 def test_newer_torch_without_publisher_consent_refused(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli,

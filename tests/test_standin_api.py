@@ -172,7 +172,9 @@ def test_unknown_field_is_a_parse_error_with_location(server: StandIn) -> None:
 
 @pytest.mark.parametrize("field", ["location", "version", "created_by", "create_time", "license_level"])
 def test_fields_not_settable_at_creation(client: Any, field: str) -> None:
-    value: Any = {"index": {"name": "x"}} if field == "location" else "x"
+    # Values each field's parser (and the config's constructor) accepts, so that validation is what refuses them.
+    value: Any = {"location": {"index": {"name": "x"}}, "version": "8.0.0", "create_time": 1700000000000,
+                  "license_level": "platinum"}.get(field, "x")
     with pytest.raises(elasticsearch.BadRequestError) as refused:
         client.ml.put_trained_model(model_id=f"illegal-{field.replace('_', '-')}", body={**bert_config(), field: value})
     assert error_of(refused) == (400, "action_request_validation_exception",
@@ -185,10 +187,11 @@ def test_vocabulary_inside_tokenization_and_classification_labels(server: StandI
     refused = server.http("PUT", "/_ml/trained_models/cfg-3", body=with_vocabulary).json()["error"]
     assert refused["type"] == "x_content_parse_exception"
     assert refused["reason"].endswith("[trained_model_config] failed to parse field [inference_config]")
-    assert refused["caused_by"]["reason"] == "illegal setting [vocabulary] on inference model creation"
+    assert refused["root_cause"] == [{"type": "status_exception",
+                                      "reason": "illegal setting [vocabulary] on inference model creation"}]
     one_label = server.http("PUT", "/_ml/trained_models/cfg-3",
                             body=bert_config("text_classification", classification_labels=["a"])).json()["error"]
-    assert one_label["caused_by"]["reason"].startswith("[text_classification] requires at least 2")
+    assert one_label["root_cause"][0]["reason"].startswith("[text_classification] requires at least 2")
 
 
 def test_get_lists_wildcards_and_refuses_status_for_several(client: Any) -> None:

@@ -138,6 +138,7 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     tasks.check_task_fits(task, facts)
     tokenizer = _load_tokenizer(model_dir)
     family = tokenization.family_of(tokenizer)
+    tasks.check_task_tokenization(task, family.name)
     # sentence-transformers may lowercase before its tokenizer; the config then tells the cluster to do the same,
     # and the check must feed the trace the same lowercased text.
     st_lowercase = bool(st_layout and st_layout.do_lower_case)
@@ -257,7 +258,8 @@ def _check(plan: ExportPlan, loaded: Any, traced: Traced, definition: Path, log:
     record["tracer_warnings"] = traced.tracer_warnings
     labels = tasks.classification_labels(plan.facts)
     sample_list = samples.build_samples(traced=saved, tokenizer=tokenizer, inputs=inputs, task=task,
-                                        max_length=plan.max_len, labels=labels, quantized=plan.options.quantize)
+                                        max_length=plan.max_len, labels=labels, quantized=plan.options.quantize,
+                                        family=plan.family.name)
     # The largest single request: the check's longest case, cut at the max length as the cluster cuts it.
     longest = check.cases_for(task, tokenizer, plan.max_len)[2]
     full = encode(tokenizer, inputs, [longest.first], [longest.second] if longest.second else None,

@@ -34,6 +34,12 @@ FILL_MASK_TEXTS = (
     "My {mask} sleeps on the warm laptop keyboard.",
 )
 QUESTION = "What does the search engine index?"
+# bert_ja: Elasticsearch splits words with Kuromoji, which keeps whitespace as words of their own (unknown to the
+# vocabulary) and decompounds long words; the model's own tokenizer (MeCab) drops whitespace and keeps long words.
+# Japanese samples without whitespace or long words are split alike by both.
+JAPANESE_TEXTS = ("今日は良い天気です。", "猫が寝ている。", "東京タワーは高い。")
+JAPANESE_FILL_MASK_TEXTS = ("今日は{mask}天気です。", "猫が{mask}ている。", "東京タワーは{mask}。")
+JAPANESE_QUESTION = "東京タワーはどこですか。"
 ZERO_SHOT_LABELS = ("weather", "technology")
 PREFIX = 8  # floats of each vector kept: enough to recognise an answer, small enough for the manifest
 
@@ -43,12 +49,13 @@ def _atol(quantized: bool) -> float:
     return 1e-2 if quantized else 1e-3
 
 
-def sample_inputs(task: str, mask_token: str | None) -> list[dict[str, Any]]:
-    texts = list(TEXTS)
+def sample_inputs(task: str, mask_token: str | None, family: str = "bert") -> list[dict[str, Any]]:
+    japanese = family == "bert_ja"
+    texts = list(JAPANESE_TEXTS if japanese else TEXTS)
     if task == "fill_mask" and mask_token:
-        texts = [t.format(mask=mask_token) for t in FILL_MASK_TEXTS]
+        texts = [t.format(mask=mask_token) for t in (JAPANESE_FILL_MASK_TEXTS if japanese else FILL_MASK_TEXTS)]
     if task in ("text_similarity", "question_answering"):
-        return [{"text": t, "text_pair": QUESTION} for t in texts]
+        return [{"text": t, "text_pair": JAPANESE_QUESTION if japanese else QUESTION} for t in texts]
     if task == "zero_shot_classification":
         return [{"text": t, "labels": list(ZERO_SHOT_LABELS)} for t in texts]
     return [{"text": t} for t in texts]
@@ -67,9 +74,9 @@ def _floats(values: torch.Tensor) -> list[float]:
 
 
 def build_samples(*, traced: Any, tokenizer: Any, inputs: Sequence[str], task: str, max_length: int,
-                  labels: Sequence[str], quantized: bool) -> list[dict[str, Any]]:
+                  labels: Sequence[str], quantized: bool, family: str = "bert") -> list[dict[str, Any]]:
     samples = []
-    for sample in sample_inputs(task, getattr(tokenizer, "mask_token", None)):
+    for sample in sample_inputs(task, getattr(tokenizer, "mask_token", None), family):
         first, second = _model_pair(task, sample)
         batch = encode(tokenizer, inputs, [first], [second] if second is not None else None,
                        max_length=max_length, task=task)

@@ -135,6 +135,16 @@ def check_task_fits(task: str, facts: ModelFacts) -> None:
                              hint="this does not look like a token-classification model for entities")
 
 
+def check_task_tokenization(task: str, family: str) -> None:
+    """Refuse what the cluster's tokenizer of this family can never answer as the model would."""
+    if task == "fill_mask" and family == "bert_ja":
+        # Elasticsearch's bert_ja splits words with Kuromoji before WordPiece: `[MASK]` becomes the three words
+        # `[`, `MASK`, `]`, so its fill_mask never finds the mask token and every request fails.
+        raise ModelError("task fill_mask with the bert_ja tokenization: Elasticsearch's Japanese word splitter cuts "
+                         "the mask token [MASK] into three words, so the cluster can never find it",
+                         hint="export the model with --task-type pass_through, or choose a model with a bert tokenizer")
+
+
 def classification_labels(facts: ModelFacts) -> list[str]:
     """Labels ordered by id, `-` replaced by `_` (Elasticsearch reads I-PER as the enumeration I_PER)."""
     return [label.replace("-", "_") for label in facts.labels]

@@ -2,16 +2,20 @@
 
 Owns `PUT/GET/DELETE /_ml/trained_models/<id>`, `PUT .../vocabulary`, `PUT .../definition/<part>`,
 and the stand-in's own `/_standin/...` endpoints, in Elasticsearch's order of checks. Deployments
-and inference live in deployments.py; parsing rules in config.py; persistence in models.py.
+and inference live in deployments.py; parsing rules in config.py; persistence in models.py; aliases in
+aliases.py; the built-in `lang_ident_model_1` in builtin.py. What the stand-in does not emulate (tree
+models, packaged models from the model repository) is answered with `errors.not_emulated`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from . import config, errors
+from .aliases import ModelAliases, with_aliases
 from .cluster import ClusterInfo
 from .deployments import Deployments
 from .errors import EsError
@@ -28,11 +32,13 @@ def ok(body: Any) -> Response:
 
 
 class TrainedModels:
-    def __init__(self, store: Store, cluster: ClusterInfo, deployments: Deployments, faults: FaultPlan) -> None:
+    def __init__(self, store: Store, cluster: ClusterInfo, deployments: Deployments, faults: FaultPlan,
+                 aliases: ModelAliases) -> None:
         self.store = store
         self.cluster = cluster
         self.deployments = deployments
         self.faults = faults
+        self.aliases = aliases
 
     def routes(self) -> list[Route]:
         base = "/_ml/trained_models"
@@ -54,14 +60,22 @@ class TrainedModels:
 
     def put(self, request: Request) -> Response:
         model_id = request.path_params["model_id"]
+        _refuse_not_emulated(model_id, request.body)
         stored = config.parse_model_config(model_id, request.body, self.cluster.release.number)
+        # TransportPutTrainedModelAction, after validation and before storing.
+        if model_id in self.aliases.table():
+            raise errors.bad_request(f"requested model_id [{model_id}] is the same as an existing model_alias. "
+                                     "Model model_aliases and ids must be unique")
+        if self.deployments.get(model_id) is not None:
+            raise errors.bad_request(f"Cannot create model [{model_id}] the id is the same as an current model "
+                                     "deployment")
         self.store.create(model_id, stored)
         return ok(stored)
 
     def get(self, request: Request) -> Response:
         expression = request.path_params.get("model_id", "_all")
         includes = {i.strip() for i in request.params.get("include", "").split(",") if i.strip()}
-        models = self.store.resolve(expression, request.flag("allow_no_match", True))
+        models = self.store.resolve(expression, request.flag("allow_no_match", True), self.aliases.table())
         start = request.integer("from", 0) or 0
         size = request.integer("size", 100)
         page = models[start:start + (size if size is not None else 100)]
@@ -69,9 +83,12 @@ class TrainedModels:
             raise errors.bad_request(
                 "Getting the model download status is not supported when getting more than one model"
             )
+        wants_definition = "definition" in includes or request.flag("include_model_definition")
+        if wants_definition and any(m.builtin for m in page):
+            raise errors.not_emulated("the definition of the built-in model [lang_ident_model_1]")
         configs = []
         for model in page:
-            body = dict(model.config)
+            body = with_aliases(model, self.aliases.of_model(model.model_id))
             if "definition_status" in includes:
                 if body.get("model_type") != "pytorch":
                     raise errors.bad_request("Definition status is only relevant to PyTorch model types")
@@ -81,14 +98,18 @@ class TrainedModels:
 
     def delete(self, request: Request) -> Response:
         model_id = request.path_params["model_id"]
-        self.store.require(model_id)
+        model = self.store.require(model_id)
         if self.deployments.for_model(model_id):
             if not request.flag("force"):
                 raise errors.conflict(
                     f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model"
                 )
             self.deployments.stop_model(model_id)
+        if model.builtin:
+            # TrainedModelProvider.deleteTrainedModel: models stored as resources stay.
+            raise errors.bad_request(f"Unable to delete model [{model_id}] as it is required by machine learning")
         self.store.delete(model_id)
+        self.aliases.remove(self.aliases.of_model(model_id))
         return ok({"acknowledged": True})
 
     # --- vocabulary ---------------------------------------------------------------------------
@@ -186,10 +207,35 @@ class TrainedModels:
 
     # --- the stand-in's own endpoints (not Elasticsearch APIs) ---------------------------------
 
+    def _uploaded(self, model_id: str) -> Model:
+        model = self.store.require(model_id)
+        if model.builtin:
+            raise errors.model_not_found(model_id)  # nothing of it was uploaded
+        return model
+
     def standin_definition(self, request: Request) -> Response:
-        model = self.store.require(request.path_params["model_id"])
+        model = self._uploaded(request.path_params["model_id"])
         return Response(200, raw=self.store.definition(model), content_type="application/octet-stream")
 
     def standin_stats(self, request: Request) -> Response:
-        model = self.store.require(request.path_params["model_id"])
+        model = self._uploaded(request.path_params["model_id"])
         return ok(self.store.attempt_stats(model))
+
+
+def _refuse_not_emulated(model_id: str, raw: bytes) -> None:
+    """What the stand-in does not emulate, refused before any parsing: packaged models (ids starting with
+    `.`, which Elasticsearch downloads from its model repository) and tree models (an inline definition,
+    a tree or lang_ident `model_type`, a regression or classification `inference_config`)."""
+    if model_id.startswith("."):
+        raise errors.not_emulated(f"packaged models from the model repository ([{model_id}])")
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return  # config.py answers Elasticsearch's parse error
+    if not isinstance(body, dict):
+        return
+    inference_config = body.get("inference_config")
+    tasks = set(inference_config) if isinstance(inference_config, dict) else set()
+    if ("definition" in body or "compressed_definition" in body
+            or body.get("model_type") in ("tree_ensemble", "lang_ident") or tasks & {"regression", "classification"}):
+        raise errors.not_emulated("tree ensemble and other non-PyTorch trained models")

@@ -1,23 +1,30 @@
 """Strict parsing of request bodies, and of the trained model config in particular.
 
-Owns what `PUT _ml/trained_models/<id>` accepts and refuses, in Elasticsearch's order: JSON and
-unknown-field errors from the ObjectParser (`x_content_parse_exception` with `[line:column]`),
-then the id in the body against the id in the URL, then `TrainedModelConfig.Builder.validate(true)`
-(one `action_request_validation_exception` listing every problem). It also fills in the defaults
-Elasticsearch adds to a stored config, so GET returns what a real cluster returns.
+Owns what `PUT _ml/trained_models/<id>` accepts and refuses, in Elasticsearch's order
+(PutTrainedModelAction.Request.parseRequest): TrainedModelConfig's strict parser field by field in document
+order (unknown fields and value types, then each field's own parser: `input`, `prefix_strings`,
+`inference_config` in task_configs.py, `model_type`), then the id in the body against the id in the URL, then
+the config's constructor (TrainedModelConfig.Builder.build(), before validation when the body has no id, after
+it otherwise), then `TrainedModelConfig.Builder.validate(true)` (one `action_request_validation_exception`
+listing every problem). It also fills in what TransportPutTrainedModelAction adds to a stored config, so GET
+returns what a real cluster returns. Tree models and packaged models are answered with errors.not_emulated.
+`parse_json` and `check_fields` serve the other endpoints' bodies.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
-from . import errors
-from .errors import EsError
+from . import errors, task_configs
 from .jsonscan import Locations, Path, token_name
+from .releases import Version, parse_version
+from .xcontent import Failed, NotEnded, Source, java_list, read_field, unknown_field
 
-INDEX_NAME = ".ml-inference-native-000002"
+INDEX_NAME = task_configs.NATIVE_INDEX
 ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_\-\.]*[a-z0-9])?")
 ID_LENGTH_LIMIT = 64
 
@@ -43,37 +50,16 @@ TOP_LEVEL: dict[str, str] = {
     "inference_config": "object", "location": "object", "model_package": "object",
     "platform_architecture": "string", "prefix_strings": "object",
 }
-
-TOKENIZATION_FIELDS: dict[str, dict[str, str]] = {
-    kind: {"with_special_tokens": "bool", "max_sequence_length": "int", "truncate": "string", "span": "int"}
-    | extra
-    for kind, extra in {
-        "bert": {"do_lower_case": "bool"},
-        "bert_ja": {"do_lower_case": "bool"},
-        "mpnet": {"do_lower_case": "bool"},
-        "roberta": {"add_prefix_space": "bool"},
-        "xlm_roberta": {},
-        "deberta_v2": {"do_lower_case": "bool"},
-    }.items()
-}
-
-_COMMON_TASK = {"vocabulary": "object", "tokenization": "object", "results_field": "string"}
-TASK_FIELDS: dict[str, dict[str, str]] = {
-    "fill_mask": _COMMON_TASK | {"num_top_classes": "int", "mask_token": "string"},
-    "ner": _COMMON_TASK | {"classification_labels": "string_array"},
-    "pass_through": dict(_COMMON_TASK),
-    "question_answering": _COMMON_TASK | {"num_top_classes": "int", "max_answer_length": "int", "question": "string"},
-    "text_classification": _COMMON_TASK | {"classification_labels": "string_array", "num_top_classes": "int"},
-    "text_embedding": _COMMON_TASK | {"embedding_size": "int"},
-    "text_expansion": dict(_COMMON_TASK),
-    "text_similarity": _COMMON_TASK | {"text": "string", "span_score_combination_function": "string"},
-    "zero_shot_classification": _COMMON_TASK
-    | {"classification_labels": "string_array", "hypothesis_template": "string", "multi_label": "bool",
-       "labels": "string_array"},
-}
-
-MASK_TOKENS = {"bert": "[MASK]", "bert_ja": "[MASK]", "mpnet": "<mask>", "roberta": "<mask>",
-               "xlm_roberta": "<mask>", "deberta_v2": "[MASK]"}
+# Fields a release's TrainedModelConfig parser declares only from the version that serializes them on.
+TOP_LEVEL_SINCE: dict[str, Version] = {"model_package": (8, 8, 0), "platform_architecture": (8, 11, 0),
+                                       "prefix_strings": (8, 12, 0)}
+# From 8.12 the default input comes from the inference config (InferenceConfig.getDefaultInput), so a model
+# without one gets none; before, it came from the model type alone.
+DEFAULT_INPUT_FROM_CONFIG: Version = (8, 12, 0)
+MODEL_TYPES = ("tree_ensemble", "lang_ident", "pytorch")
+TYPE_ENUM = "org.elasticsearch.xpack.core.ml.inference.TrainedModelType"
+LICENSE_MODES = ("missing", "trial", "basic", "standard", "gold", "platinum", "enterprise")
+_VERSION_TEXT = re.compile(r"\d+\.\d+\.\d+")
 
 
 def parse_json(raw: bytes) -> tuple[Any, Locations]:
@@ -110,71 +96,6 @@ def check_fields(
             raise errors.parse_error(locations.value((*path, name)), f"[{parser}] failed to parse field [{name}]")
 
 
-def _named_object(parent: str, field: str, value: dict[str, Any], known: dict[str, Any],
-                  locations: Locations, path: Path) -> str:
-    """declareNamedObject: exactly one entry whose name is registered."""
-    if len(value) != 1:
-        cause = errors.parse_error(locations.value(path), f"[{field}] can only have one entry but has {len(value)}")
-        raise errors.parse_error(locations.value(path), f"[{parent}] failed to parse field [{field}]", cause)
-    (name,) = value
-    if name not in known:
-        cause = EsError(400, "named_object_not_found_exception",
-                        "[{}:{}] unknown field [{}]".format(*locations.key((*path, name)), name))
-        raise errors.parse_error(locations.value(path), f"[{parent}] failed to parse field [{field}]", cause)
-    return name
-
-
-def parse_inference_config(value: dict[str, Any], locations: Locations) -> dict[str, Any]:
-    """The task config with Elasticsearch's defaults filled in, or the wrapped parse error."""
-    path: Path = ("inference_config",)
-    outer = "[trained_model_config] failed to parse field [inference_config]"
-    task = _named_object("trained_model_config", "inference_config", value, TASK_FIELDS, locations, path)
-    settings = value[task]
-    task_path = (*path, task)
-    try:
-        check_fields(task, settings, TASK_FIELDS[task], locations, task_path)
-        if "vocabulary" in settings:
-            raise errors.bad_request("illegal setting [vocabulary] on inference model creation")
-        tokenization = settings.get("tokenization", {"bert": {}})
-        if not isinstance(tokenization, dict):
-            raise errors.parse_error(locations.value((*task_path, "tokenization")),
-                                     f"[{task}] tokenization doesn't support values of type: "
-                                     f"{token_name(tokenization)}")
-        kind = _named_object(task, "tokenization", tokenization, TOKENIZATION_FIELDS, locations,
-                             (*task_path, "tokenization"))
-        options = tokenization[kind]
-        check_fields(kind, options, TOKENIZATION_FIELDS[kind], locations, (*task_path, "tokenization", kind))
-        truncate = options.get("truncate", "first")
-        if truncate not in ("first", "second", "none"):
-            raise errors.illegal_argument(f"unknown truncate value [{truncate}]")
-        labels = settings.get("classification_labels")
-        if task == "text_classification" and (labels is None or len(labels) < 2):
-            raise errors.bad_request(f"[text_classification] requires at least 2 [classification_labels]; "
-                                     f"provided {_java_list(labels)}")
-    except EsError as exc:
-        raise errors.parse_error(locations.value(path), outer, exc) from exc
-    defaults: dict[str, Any] = {"with_special_tokens": True, "max_sequence_length": 512,
-                                "truncate": "first", "span": -1}
-    if "do_lower_case" in TOKENIZATION_FIELDS[kind]:
-        defaults = {"do_lower_case": False, **defaults}
-    if kind == "roberta":
-        defaults = {"add_prefix_space": False, **defaults}
-    stored: dict[str, Any] = {"vocabulary": {"index": INDEX_NAME},
-                              "tokenization": {kind: defaults | options}}
-    stored |= {k: v for k, v in settings.items() if k != "tokenization"}
-    stored.setdefault("results_field", "predicted_value")
-    if task == "text_classification":
-        stored.setdefault("num_top_classes", 0)
-    if task == "fill_mask":
-        stored.setdefault("num_top_classes", 5)
-        stored.setdefault("mask_token", MASK_TOKENS[kind])
-    return {task: stored}
-
-
-def _java_list(values: list[str] | None) -> str:
-    return "null" if values is None else "[" + ", ".join(values) + "]"
-
-
 def _id_problems(model_id: str) -> list[str]:
     problems = []
     if not ID_PATTERN.fullmatch(model_id) or model_id == "_all":
@@ -190,87 +111,212 @@ def _id_problems(model_id: str) -> list[str]:
 def parse_model_config(model_id: str, raw: bytes, es_version: str) -> dict[str, Any]:
     """Validate a PUT body for `model_id`; return the config Elasticsearch would store."""
     body, locations = parse_json(raw)
-    check_fields("trained_model_config", body, TOP_LEVEL, locations)
-    for name in ("input", "prefix_strings"):
-        if name in body:
-            fields = {"field_names": "string_array"} if name == "input" else {"ingest": "string", "search": "string"}
-            try:
-                check_fields(f"trained_model_config_{name}", body[name], fields, locations, (name,))
-                if name == "input" and "field_names" not in body[name]:
-                    raise errors.illegal_argument("Required [field_names]")
-            except EsError as exc:
-                raise errors.parse_error(locations.value((name,)),
-                                         f"[trained_model_config] failed to parse field [{name}]", exc) from exc
-    inference_config = None
-    if isinstance(body.get("inference_config"), dict):
-        inference_config = parse_inference_config(body["inference_config"], locations)
-    if "definition" in body or "compressed_definition" in body:
-        # Stand-in limitation (not an Elasticsearch text): PyTorch definitions arrive as parts.
-        raise errors.bad_request("the stand-in accepts PyTorch definitions only as definition parts")
-    body_id = body.get("model_id")
+    src = Source(raw.decode("utf-8", errors="replace"), locations)
+    version = parse_version(es_version)
+    if not isinstance(body, dict):
+        raise errors.parse_error(
+            locations.value(()), f"[trained_model_config] Expected START_OBJECT but was: {token_name(body)}")
+    read = _read_top_level(body, src, version)
+    body_id = read.get("model_id")
     if body_id is not None and body_id != model_id:
         raise errors.illegal_argument(
             f"Inconsistent model_id; '{body_id}' specified in the body differs from '{model_id}' "
             "specified as a URL argument"
         )
+    if model_id.startswith("."):
+        raise errors.not_emulated(f"packaged models from the model repository ([{model_id}])")
+    # PutTrainedModelAction.Request.parseRequest builds the config before validating it when the body has no id.
+    field_names = _build(read, version) if body_id is None else None
+    _validate(model_id, read)
+    if field_names is None:
+        field_names = _build(read, version)
+    if read["model_type"] != "pytorch":
+        raise errors.not_emulated(task_configs.NOT_EMULATED_TREES)
+    return _stored_config(model_id, read, field_names, es_version)
 
-    # TrainedModelConfig.Builder.validate(true), in its order.
+
+def _read_top_level(body: dict[str, Any], src: Source, version: Version) -> dict[str, Any]:
+    """TrainedModelConfig's strict parser, field by field in document order."""
+    declared = {name: kind for name, kind in TOP_LEVEL.items() if version >= TOP_LEVEL_SINCE.get(name, (0, 0, 0))}
+    read: dict[str, Any] = {}
+    for name, raw in body.items():
+        path = (name,)
+        if name not in declared:
+            message = errors.unknown_field_message("trained_model_config", name, declared)
+            raise errors.parse_error(src.key(path), message)
+        try:
+            value = read_field("trained_model_config", name, declared[name], raw, src, path)
+            handler = _FIELD_PARSERS.get(name)
+            if handler is not None:
+                try:
+                    value = handler(value, src, version)
+                except NotEnded:
+                    raise
+                except Failed as failure:
+                    raise failure.wrap("trained_model_config", name) from None
+        except Failed as failure:
+            raise failure.error from None  # NotEnded too: thrown by this parser's parseSub, unwrapped
+        # model_size_bytes is declared with its deprecated name estimated_heap_memory_usage_bytes.
+        read["model_size_bytes" if name == "estimated_heap_memory_usage_bytes" else name] = value
+    return read
+
+
+def _input(value: dict[str, Any], src: Source, version: Version) -> list[str]:
+    """TrainedModelInput's ConstructingObjectParser: `field_names`, required."""
+    parser, names = "trained_model_config_input", None
+    for name, raw in value.items():
+        if name != "field_names":
+            raise unknown_field(parser, name, ("field_names",), src, ("input", name))
+        names = read_field(parser, name, "string_array", raw, src, ("input", name))
+    if names is None:
+        raise Failed(errors.illegal_argument("Required [field_names]"), src.end(("input",)))
+    return names
+
+
+def _prefix_strings(value: dict[str, Any], src: Source, version: Version) -> dict[str, str]:
+    """TrainedModelPrefixStrings: optional `ingest` and `search` strings, shown only when set."""
+    parser, read = "trained_model_config_prefix_strings", {}
+    for name, raw in value.items():
+        if name not in ("ingest", "search"):
+            raise unknown_field(parser, name, ("ingest", "search"), src, ("prefix_strings", name))
+        read[name] = read_field(parser, name, "string", raw, src, ("prefix_strings", name))
+    return {name: read[name] for name in ("ingest", "search") if name in read}
+
+
+def _model_type(value: str, src: Source, version: Version) -> str:
+    """TrainedModelType.fromString: trimmed, upper-cased, Enum.valueOf."""
+    name = value.strip().upper()
+    if name.lower() not in MODEL_TYPES:
+        error = errors.illegal_argument(f"No enum constant {TYPE_ENUM}.{name}")
+        raise Failed(error, src.value(("model_type",)))
+    return name.lower()
+
+
+def _not_emulated(what: str) -> Any:
+    def refuse(value: Any, src: Source, version: Version) -> Any:
+        raise errors.not_emulated(what)
+    return refuse
+
+
+def _version(value: str, src: Source, version: Version) -> str:
+    if not _VERSION_TEXT.fullmatch(value):
+        raise errors.not_emulated("how MlConfigVersion parses version strings other than x.y.z")
+    return value
+
+
+def _create_time(value: Any, src: Source, version: Version) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.not_emulated("create_time values other than epoch milliseconds")
+    return value
+
+
+def _field_map(value: dict[str, Any], src: Source, version: Version) -> dict[str, Any]:
+    if not all(isinstance(v, str) for v in value.values()):
+        raise errors.not_emulated("default_field_map values other than strings")
+    return value
+
+
+_FIELD_PARSERS: dict[str, Callable[[Any, Source, Version], Any]] = {
+    "input": _input,
+    "prefix_strings": _prefix_strings,
+    "inference_config": task_configs.parse,
+    "model_type": _model_type,
+    "version": _version,
+    "create_time": _create_time,
+    "default_field_map": _field_map,
+    "definition": _not_emulated(task_configs.NOT_EMULATED_TREES),
+    "compressed_definition": _not_emulated(task_configs.NOT_EMULATED_TREES),
+}
+
+
+def _build(read: dict[str, Any], version: Version) -> list[str]:
+    """TrainedModelConfig.Builder.build(): the constructor's checks; the input field names the model gets."""
+    given, config, model_type = read.get("input"), read.get("inference_config"), read.get("model_type")
+    default = ["input"] if model_type == "pytorch" else None  # TrainedModelType.PYTORCH's default input
+    if version >= DEFAULT_INPUT_FROM_CONFIG:
+        field_names = default if given is None and config is not None else given
+    else:
+        field_names = default if given is None and model_type is not None else given
+    if field_names is None:
+        raise errors.illegal_argument("[input] must not be null.")
+    for name in ("model_size_bytes", "estimated_operations"):
+        if read.get(name, 0) < 0:
+            raise errors.illegal_argument(f"[{name}] must be greater than or equal to 0")
+    level = read.get("license_level")
+    if level is not None and level.upper() not in (mode.upper() for mode in LICENSE_MODES):
+        raise errors.illegal_argument(f"unrecognised license operating mode [ {level}], supported modes are "
+                                      f"[{','.join(LICENSE_MODES)}]")
+    return field_names
+
+
+def _validate(model_id: str, read: dict[str, Any]) -> None:
+    """TrainedModelConfig.Builder.validate(true), in its order (a body definition is never read this far)."""
     problems: list[str] = []
-    if body.get("model_type") is None:
+    if read.get("model_type") is None:
         problems.append("[model_type] must be set if [definition] is not defined.")
-    if inference_config is None:
+    if read.get("inference_config") is None:
         problems.append("[inference_config] must not be null.")
     problems += _id_problems(model_id)
-    tags = body.get("tags", [])
+    tags = read.get("tags", [])
     bad_tags = [t for t in tags if not ID_PATTERN.fullmatch(t) or t == "_all" or len(t) > ID_LENGTH_LIMIT]
     if bad_tags:
         problems.append(
-            f"Invalid tags {_java_list(bad_tags)}; must only can contain lowercase alphanumeric (a-z and 0-9), "
+            f"Invalid tags {java_list(bad_tags)}; must only can contain lowercase alphanumeric (a-z and 0-9), "
             f"hyphens or underscores, must start and end with alphanumeric, and must be less than "
             f"{ID_LENGTH_LIMIT} characters."
         )
     if model_id in tags:
         problems.append("none of the tags must equal the model_id")
-    field_names = body.get("input", {}).get("field_names")
-    if field_names is not None and not field_names:
-        problems.append("[input.field_names] must not be empty")
+    problems += _input_problems(read)
     for name in ("version", "created_by", "create_time", "license_level", "location"):
-        if body.get(name) is not None:
+        if read.get(name) is not None:
             problems.append(f"illegal to set [{name}] at inference model creation")
-    metadata = body.get("metadata") or {}
+    metadata = read.get("metadata") or {}
     for name in ("total_feature_importance", "model_aliases"):
         if metadata.get(name) is not None:
             problems.append(f"illegal to set [metadata.{name}] at inference model creation")
-    if body.get("model_package") is not None:
+    if read.get("model_package") is not None:
         problems.append("illegal to set [model_package] at inference model creation")
     if problems:
         raise errors.validation(problems)
-    return _stored_config(model_id, body, inference_config or {}, es_version)
 
 
-def _stored_config(model_id: str, body: dict[str, Any], inference_config: dict[str, Any],
-                   es_version: str) -> dict[str, Any]:
-    import time
+def _input_problems(read: dict[str, Any]) -> list[str]:
+    """InferenceConfig.validateTrainedModelInput, asked only when there is an inference config."""
+    field_names = read.get("input")
+    if read.get("inference_config") is None or field_names is None:
+        return []
+    problems = []
+    if not field_names:
+        problems.append("[input.field_names] must not be empty")
+    if any("" in name.split(".") for name in field_names if "." in name):
+        problems.append("[input.field_names] must only contain valid dot delimited field names")
+    return problems
 
-    size = body.get("model_size_bytes", body.get("estimated_heap_memory_usage_bytes", 0))
-    config: dict[str, Any] = {
-        "model_id": model_id,
-        "model_type": body["model_type"],
+
+def _stored_config(model_id: str, read: dict[str, Any], field_names: list[str], es_version: str) -> dict[str, Any]:
+    """The config as TrainedModelConfig.toXContent shows it after TransportPutTrainedModelAction filled it in."""
+    config: dict[str, Any] = {"model_id": model_id, "model_type": read["model_type"]}
+    if "platform_architecture" in read:
+        config["platform_architecture"] = read["platform_architecture"]
+    config |= {
         "created_by": "api_user",
         "version": es_version,
         "create_time": int(time.time() * 1000),
-        "model_size_bytes": int(size),
-        "estimated_operations": int(body.get("estimated_operations", 0)),
+        "model_size_bytes": read.get("model_size_bytes", 0),
+        "estimated_operations": read.get("estimated_operations", 0),
         "license_level": "platinum",
     }
-    for name in ("description", "tags", "metadata"):
-        if name in body:
-            config[name] = body[name]
-    config.setdefault("tags", [])
-    config["input"] = body.get("input", {"field_names": ["text_field"]})
-    config["inference_config"] = inference_config
+    if "description" in read:
+        config["description"] = read["description"]
+    config["tags"] = read.get("tags", [])
+    if "metadata" in read:
+        config["metadata"] = read["metadata"]
+    config["input"] = {"field_names": field_names}
+    if read.get("default_field_map"):
+        config["default_field_map"] = read["default_field_map"]
+    config["inference_config"] = read["inference_config"]
     config["location"] = {"index": {"name": INDEX_NAME}}
-    for name in ("platform_architecture", "prefix_strings"):
-        if name in body:
-            config[name] = body[name]
+    if "prefix_strings" in read:
+        config["prefix_strings"] = read["prefix_strings"]
     return config

@@ -105,6 +105,16 @@ def license_non_compliant() -> EsError:
     )
 
 
+def not_emulated(what: str) -> EsError:
+    """The stand-in's own answer for an Elasticsearch feature it deliberately does not emulate.
+
+    Not an Elasticsearch error: status 501 (Elasticsearch never answers it on these APIs) and a type
+    outside Elasticsearch's `*_exception` names, so no client or test can mistake it for a cluster's
+    refusal.
+    """
+    return EsError(501, "standin_not_emulated", f"the Elasticsearch stand-in does not emulate {what}")
+
+
 def model_not_found(model_id: str) -> EsError:
     return not_found(f"Could not find trained model [{model_id}]")
 

@@ -43,6 +43,8 @@ def run(module: Any, tokenizer: TextTokenizer, task: str, settings: dict[str, An
     """One document's result object."""
     import torch
 
+    if task == "fill_mask":
+        _check_mask(text, tokenizer.mask_token)
     encoding = tokenizer.encode(text)
     with torch.no_grad():
         output = _first_output(module(*tokenizer.inputs(encoding)))
@@ -58,8 +60,7 @@ def run(module: Any, tokenizer: TextTokenizer, task: str, settings: dict[str, An
     elif task == "fill_mask":
         result = _fill_mask(output[0].tolist(), encoding, tokenizer, text, settings, field)
     else:
-        # Stand-in limitation, not an Elasticsearch text: other tasks are not emulated.
-        raise errors.bad_request(f"the stand-in does not run inference for task [{task}]")
+        raise errors.not_emulated(f"inference for task [{task}]")
     if encoding.truncated:
         result["is_truncated"] = True
     return result
@@ -117,16 +118,22 @@ def _ner(logits: list[list[float]], encoding: Encoding, text: str, settings: dic
     return {field: "".join(annotated), "entities": entities}
 
 
+def _check_mask(text: str, mask: str) -> None:
+    """FillMaskProcessor.validateInputs, on the text before tokenization."""
+    first = text.find(mask)
+    if first < 0:
+        raise errors.EsError(400, "validation_exception",
+                             f"Validation Failed: 1: no {mask} token could be found in the input;")
+    if text.find(mask, first + len(mask)) > 0:
+        raise errors.bad_request(f"only one {mask} token should exist in the input")
+
+
 def _fill_mask(logits: list[list[float]], encoding: Encoding, tokenizer: TextTokenizer, text: str,
                settings: dict[str, Any], field: str) -> dict[str, Any]:
     mask_id = tokenizer.token_id(tokenizer.mask_token)
     positions = [i for i, token_id in enumerate(encoding.ids) if token_id == mask_id]
-    if len(positions) != 1:
-        # Text not confirmed from Elasticsearch's source (see README).
-        raise errors.bad_request(
-            f"only one {tokenizer.mask_token} token should exist in the input" if positions
-            else f"no {tokenizer.mask_token} token could be found in the input"
-        )
+    if not positions:  # FillMaskProcessor.processResult: the text had the mask, the tokenization lost it
+        raise errors.server_error(f"mask token id [{mask_id}] not found in the tokenization")
     probabilities = _softmax(logits[positions[0]])
     top = _top_classes(tokenizer.vocab, probabilities, int(settings.get("num_top_classes", 5)) or 1)
     best = top[0]["class_name"]

@@ -9,6 +9,10 @@ stand-in never leaves a half-written record; `cluster.json` beside them is clust
     models/<id>/parts/<n>.json        its lengths; written after the .bin, so it marks completion
     models/<id>/attempts.log          one line per part upload attempt: `<part> <outcome>`
     deployments/<deployment_id>.json  started deployments (restored as started after a restart)
+    model_aliases.json                model aliases (aliases.py), `{"<alias>": "<model_id>"}`
+
+The built-in `lang_ident_model_1` (builtin.py) is part of every store: found by id, listed by `_all`,
+`*` and wildcards, never written to disk.
 
 Consistency of the parts is computed the way Elasticsearch computes it, only when asked (definition
 status, `_start`): nothing is checked across parts at upload time.
@@ -18,16 +22,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from . import errors
+from .builtin import LANG_IDENT_ID, builtin_config
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -61,6 +67,7 @@ class Model:
     parts: dict[int, Part] = field(default_factory=dict)
     in_flight: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    builtin: bool = False  # shipped with the cluster (builtin.py): nothing of it is on disk
 
     def vocabulary(self) -> dict[str, Any]:
         return json.loads((self.directory / "vocabulary.json").read_text(encoding="utf-8"))
@@ -80,6 +87,7 @@ class Store:
         self._deployments_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._models: dict[str, Model] = {}
+        self.builtin = Model(LANG_IDENT_ID, root / ".builtin", builtin_config(LANG_IDENT_ID) or {}, builtin=True)
         self._load()
 
     def _load(self) -> None:
@@ -99,6 +107,8 @@ class Store:
     # --- models -------------------------------------------------------------------------------
 
     def get(self, model_id: str) -> Model | None:
+        if model_id == self.builtin.model_id:
+            return self.builtin
         with self._lock:
             return self._models.get(model_id)
 
@@ -108,24 +118,35 @@ class Store:
             raise errors.model_not_found(model_id)
         return model
 
-    def resolve(self, expression: str, allow_no_match: bool = True) -> list[Model]:
-        """Comma-separated ids and wildcards, `_all` or `*`; explicit ids that do not exist → 404."""
+    def known(self) -> dict[str, Model]:
+        """Every model the cluster has, the built-in one included, by id in id order."""
         with self._lock:
-            known = dict(sorted(self._models.items()))
-        if expression in ("", "_all", "*"):
+            models = {**self._models, self.builtin.model_id: self.builtin}
+        return dict(sorted(models.items()))
+
+    def resolve(self, expression: str, allow_no_match: bool = True, aliases: Mapping[str, str] | None = None,
+                matched_elsewhere: Iterable[str] = ()) -> list[Model]:
+        """TrainedModelProvider.expandIds: comma-separated ids, aliases and wildcards, `_all` or `*`.
+
+        An explicit id must match a model, an alias of a matched model, or `matched_elsewhere` (deployment
+        ids, for `_stats`); a wildcard matching nothing is refused only with `allow_no_match=false`.
+        """
+        aliases = aliases or {}
+        known = self.known()
+        tokens = [t.strip() for t in expression.split(",") if t.strip()]
+        if not tokens or tokens in (["_all"], ["*"]):
             return list(known.values())
         found: dict[str, Model] = {}
-        missing: list[str] = []
-        for token in expression.split(","):
+        for token in tokens:
             if "*" in token:
-                matched = [m for name, m in known.items() if fnmatchcase(name, token)]
-                if not matched and not allow_no_match:
-                    missing.append(token)
-                found.update((m.model_id, m) for m in matched)
-            elif token in known:
-                found[token] = known[token]
+                names = [n for n in known if simple_match(token, n)]
+                names += [m for a, m in aliases.items() if simple_match(token, a) and m in known]
             else:
-                missing.append(token)
+                names = [n for n in (token, aliases.get(token)) if n in known]
+            found.update((n, known[n]) for n in names)
+        matched = set(found) | {a for a, m in aliases.items() if m in found} | set(matched_elsewhere)
+        missing = [t for t in tokens if ("*" not in t and t not in matched)
+                   or ("*" in t and not allow_no_match and not any(simple_match(t, n) for n in matched))]
         if missing:
             if len(missing) == 1:
                 raise errors.model_not_found(missing[0])
@@ -134,7 +155,7 @@ class Store:
 
     def create(self, model_id: str, config: dict[str, Any]) -> Model:
         with self._lock:
-            if model_id in self._models:
+            if model_id in self._models or model_id == self.builtin.model_id:
                 raise errors.already_exists(f"Trained machine learning model [{model_id}] already exists")
             directory = self._models_dir / model_id
             if directory.exists():
@@ -193,7 +214,7 @@ class Store:
     def record_attempt(self, model_id: str, number: int, outcome: str) -> None:
         """Append one upload outcome (`stored`, `exists`, `injected-503`, `closed`, ...)."""
         model = self.get(model_id)
-        if model is None:
+        if model is None or model.builtin:
             return
         with model.lock, open(model.directory / "attempts.log", "a", encoding="utf-8") as log:
             log.write(f"{number} {outcome}\n")
@@ -259,3 +280,8 @@ class Store:
 
     def saved_deployments(self) -> list[dict[str, Any]]:
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self._deployments_dir.glob("*.json"))]
+
+
+def simple_match(pattern: str, value: str) -> bool:
+    """Regex.simpleMatch: `*` matches any run of characters; nothing else is special."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value, re.DOTALL) is not None

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import errors, security
+from .aliases import AliasApi, ModelAliases
 from .api import TrainedModels
 from .cluster import ClusterInfo
 from .deployments import Deployments
@@ -66,8 +67,10 @@ class App:
         self.faults = FaultPlan.parse(options.fail)
         self.store = Store(options.data_dir)
         self.auth = security.Authenticator(options.user, options.api_key)
-        self.deployments = Deployments(self.store, self.cluster, self.faults)
-        self.models = TrainedModels(self.store, self.cluster, self.deployments, self.faults)
+        self.aliases = ModelAliases(options.data_dir)
+        self.deployments = Deployments(self.store, self.cluster, self.faults, self.aliases)
+        self.models = TrainedModels(self.store, self.cluster, self.deployments, self.faults, self.aliases)
+        alias_api = AliasApi(self.store, self.aliases, self.cluster, self.deployments)
         self.routes: list[Route] = [
             route("GET", "/", lambda r: Response(200, self.cluster.root())),
             route("HEAD", "/", lambda r: Response(200, self.cluster.root())),
@@ -77,6 +80,7 @@ class App:
             route("GET", "/_ml/info", lambda r: Response(200, self.cluster.ml_info())),
             *self.models.routes(),
             *self.deployments.routes(),
+            *alias_api.routes(),
             route("GET", "/_standin/pauses", lambda r: Response(200, {"held": self.faults.held()})),
             route("POST", "/_standin/release", self.release_holds, ("point", "model_id", "part")),
         ]

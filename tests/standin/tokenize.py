@@ -4,7 +4,8 @@ Owns building a `tokenizers` tokenizer from a vocabulary document (`vocabulary`,
 `scores`) and one tokenization entry of the config, encoding one text with the special tokens and
 truncation Elasticsearch applies, and the positional model inputs per tokenization kind
 (tracing-conventions.md): bert and bert_ja four tensors, mpnet/roberta/xlm_roberta two,
-deberta_v2 three.
+deberta_v2 three. bert_ja is not a `tokenizers` pipeline: its words come from Kuromoji in SEARCH
+mode and its pieces from Elasticsearch's WordPiece filter (japanese.py).
 """
 
 from __future__ import annotations
@@ -57,7 +58,16 @@ class TextTokenizer:
         self.with_special = bool(options.get("with_special_tokens", True))
         self.specials = _SPECIALS[kind]
         self.mask_token = self.specials[4]
-        self._tokenizer = self._build(vocabulary)
+        self._ids = {token: i for i, token in enumerate(self.vocab)}
+        self._japanese: Any = None
+        if kind == "bert_ja":
+            from . import japanese
+
+            self._japanese = japanese.WordPiece(self.vocab, self.specials[2],
+                                                bool(options.get("do_lower_case", False)))
+            self._tokenizer = None
+        else:
+            self._tokenizer = self._build(vocabulary)
 
     def _build(self, vocabulary: dict[str, Any]) -> Any:
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -94,10 +104,41 @@ class TextTokenizer:
         return tokenizer
 
     def token_id(self, token: str) -> int | None:
+        if self._tokenizer is None:
+            return self._ids.get(token)
         return self._tokenizer.token_to_id(token)
 
-    def encode(self, text: str) -> Encoding:
+    def _encode_japanese(self, text: str) -> Encoding:
+        """bert_ja: Elasticsearch's words (japanese.split_words), each one's WordPiece ids with the word's
+        offsets, between [CLS] and [SEP]; accents are stripped when the text is lowercased (the default)."""
+        from . import japanese
+
+        ids: list[int] = []
+        words: list[int | None] = []
+        offsets: list[tuple[int, int]] = []
+        strip = bool(self.options.get("do_lower_case", False))
+        for index, (word, start, end) in enumerate(japanese.split_words(text, strip_accents=strip)):
+            for piece in self._japanese.pieces(word):
+                ids.append(piece)
+                words.append(index)
+                offsets.append((start, end))
+        special = [False] * len(ids)
+        start_token, end_token = self.specials[0], self.specials[1]
+        if self.with_special and start_token in self._ids and end_token in self._ids:
+            ids = [self._ids[start_token], *ids, self._ids[end_token]]
+            words, offsets = [None, *words, None], [(0, 0), *offsets, (0, 0)]
+            special = [True, *special, True]
+        return Encoding(ids, [self.vocab[i] for i in ids], offsets, words, special, False)
+
+    def _encode_full(self, text: str) -> Encoding:
+        if self._tokenizer is None:
+            return self._encode_japanese(text)
         encoded = self._tokenizer.encode(text)
+        return Encoding(list(encoded.ids), list(encoded.tokens), [tuple(o) for o in encoded.offsets],
+                        list(encoded.word_ids), [bool(m) for m in encoded.special_tokens_mask], False)
+
+    def encode(self, text: str) -> Encoding:
+        encoded = self._encode_full(text)
         length = len(encoded.ids)
         truncated = False
         keep = length
@@ -111,7 +152,7 @@ class TextTokenizer:
             truncated = True
             keep = self.max_length
         ids, tokens, offsets = list(encoded.ids), list(encoded.tokens), list(encoded.offsets)
-        words, special = list(encoded.word_ids), [bool(m) for m in encoded.special_tokens_mask]
+        words, special = list(encoded.word_ids), list(encoded.special)
         if truncated:
             tail = 1 if self.with_special and special and special[-1] else 0
             cut = keep - tail
