@@ -261,3 +261,73 @@ def bert_ja_sentence_transformer(out: Path, seed: int = 8) -> Path:
     SentenceTransformer(modules=[transformer, modules.Pooling(width, pooling_mode="mean")],
                         device="cpu").save(str(out))
     return out
+
+
+def bert_masked_lm(out: Path, seed: int = 9, bias: float = -0.25) -> Path:
+    """A BERT masked-LM for text_expansion, its output bias lowered so that most logits are negative and the
+    SPLADE weights sparse, as a trained expansion model's are (random logits would weigh nearly every token)."""
+    import transformers
+
+    models_dir = bert(out, "AutoModelForMaskedLM", seed=seed)
+    model = transformers.BertForMaskedLM.from_pretrained(str(models_dir))
+    with torch.no_grad():
+        model.cls.predictions.bias.fill_(bias)
+    model.save_pretrained(models_dir)
+    return models_dir
+
+
+def splade_sparse_encoder(out: Path, pooling_strategy: str = "max", activation_function: str = "relu",
+                          seed: int = 10, max_seq_length: int = 40, mlm_transformer: bool = True) -> Path:
+    """A sentence-transformers sparse encoder saved by SparseEncoder.save: MLMTransformer (or, as
+    sentence-transformers 5.4+ writes new ones, a Transformer with transformer_task fill-mask) over a tiny BERT
+    masked-LM, then SpladePooling with the given pooling and activation. The base folder keeps its vocab.txt."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SpladePooling
+
+    base = bert_masked_lm(out.parent / f"{out.name}-base", seed=seed)
+    first = (MLMTransformer(str(base), max_seq_length=max_seq_length) if mlm_transformer
+             else Transformer(str(base), transformer_task="fill-mask", max_seq_length=max_seq_length))
+    encoder = SparseEncoder(modules=[first, SpladePooling(pooling_strategy=pooling_strategy,
+                                                          activation_function=activation_function)], device="cpu")
+    encoder.save(str(out))
+    return out
+
+
+ACCENTED = ["é", "è", "ê", "à", "ö", "ü", "ï", "ç", "ã", "å", "ř", "ł"]  # with a ## form each: words keep them
+
+
+def bert_encoder(out: Path, seed: int = 11, strip_accents: bool | None = None, lowercase: bool = True) -> Path:
+    """A plain uncased BERT encoder (BertModel, no head, no sentence-transformers files) for text_embedding with
+    the exporter's own pooling. Its vocabulary has accented letters, so an accented word is split into pieces
+    either way. `strip_accents=False` makes the tokenizer lower-case but keep accents (as some hub models declare
+    it), where Elasticsearch's bert tokenization strips them whenever it lower-cases; `lowercase=False` with
+    `strip_accents=True` strips them without lower-casing, where Elasticsearch keeps them."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    vocab = _wordpiece_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+                             [*ACCENTED, *[f"##{c}" for c in ACCENTED]])
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    transformers.BertTokenizer(vocab=str(out / "vocab.txt"), do_lower_case=lowercase, strip_accents=strip_accents,
+                               model_max_length=MAX_LEN).save_pretrained(out)
+    config = transformers.BertConfig(vocab_size=len(vocab), max_position_embeddings=128, **SMALL)
+    transformers.BertModel(config).save_pretrained(out)
+    return out
+
+
+def mpnet_encoder(out: Path, seed: int = 12) -> Path:
+    """A plain uncased MPNet encoder (MPNetModel, no sentence-transformers files): the mpnet tokenization, whose
+    cluster input is input_ids and attention_mask only."""
+    import transformers
+
+    _seed(seed)
+    out.mkdir(parents=True)
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", *_wordpiece_vocab(["[UNK]"]), "<mask>"]
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    transformers.MPNetTokenizer(vocab=str(out / "vocab.txt"), do_lower_case=True,
+                                model_max_length=MAX_LEN).save_pretrained(out)
+    config = transformers.MPNetConfig(vocab_size=len(vocab), max_position_embeddings=130, **SMALL)
+    transformers.MPNetModel(config).save_pretrained(out)
+    return out

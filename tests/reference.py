@@ -28,7 +28,7 @@ CLUSTER_INPUTS = {
     "deberta_v2": ("input_ids", "attention_mask", "token_type_ids"),
 }
 # Outputs with one row per token: a padded row is compared on its real tokens only.
-TOKEN_LEVEL = {"fill_mask", "text_expansion", "ner", "pass_through"}
+TOKEN_LEVEL = {"fill_mask", "ner", "pass_through"}
 
 MIN_COSINE = 0.9999  # fp32: the trace is the same arithmetic, only reordered
 MAX_ABS_DIFF = 1e-4
@@ -53,12 +53,12 @@ def definition_bytes(bundle: Path) -> bytes:
 def cluster_inputs(tokenizer: Any, family: str, firsts: Sequence[str], seconds: Sequence[str] | None, *,
                    max_length: int, truncation: bool | str) -> tuple[tuple[Tensor, ...], list[int]]:
     """The positional int64 inputs for one request: documents padded (right, with the pad id and a zero mask) to
-    the longest, token type 0 for the first sequence and 1 for the second, position ids 0..n-1 in every row; and
-    the real length of each row."""
+    the longest, token type 0 everywhere (Elasticsearch's TokenizationResult.writeTokenTypeIds writes 0 for both
+    sequences of a pair), position ids 0..n-1 in every row; and the real length of each row."""
     enc = tokenizer(list(firsts), list(seconds) if seconds is not None else None, padding=True,
                     truncation=truncation, max_length=max_length, return_tensors="pt", return_token_type_ids=True)
     ids = enc["input_ids"]
-    columns = {"input_ids": ids, "attention_mask": enc["attention_mask"], "token_type_ids": enc["token_type_ids"],
+    columns = {"input_ids": ids, "attention_mask": enc["attention_mask"], "token_type_ids": torch.zeros_like(ids),
                "position_ids": torch.arange(ids.shape[1]).unsqueeze(0).expand_as(ids).contiguous()}
     args = tuple(columns[name].to(torch.int64) for name in CLUSTER_INPUTS[family])
     return args, [int(n) for n in enc["attention_mask"].sum(dim=1)]

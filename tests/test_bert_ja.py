@@ -189,7 +189,7 @@ def test_a_bert_ja_pass_through_bundle_answers_like_the_model(
         named = _hf_inputs(hf, text, cluster.max_length)
         assert cluster.encode(text).tokens == hf.convert_ids_to_tokens(named["input_ids"][0].tolist()), text
         with torch.no_grad():
-            want = model(**named).last_hidden_state
+            want = model(**named).last_hidden_state[0]  # Elasticsearch answers r[0]: [tokens][hidden]
         got = torch.tensor(_infer(server, "ja-pass-through", field, text)["predicted_value"])
         reference.assert_close(got, want, text)
 

@@ -128,6 +128,8 @@ def reference_answer(case: Case, model_dir: Path, named: dict[str, Any]) -> Any:
 
     model = reference.original(model_dir, case.head)
     kwargs = {name: named[name] for name in case.model_inputs}
+    if "token_type_ids" in kwargs:  # what the cluster sends for both sequences of a pair (reference.py)
+        kwargs["token_type_ids"] = torch.zeros_like(kwargs["token_type_ids"])
     task = case.expected_task
     with torch.no_grad():
         if case.pooling == "dpr cls":
@@ -149,6 +151,8 @@ def reference_answer(case: Case, model_dir: Path, named: dict[str, Any]) -> Any:
         return torch.stack((output.start_logits[0], output.end_logits[0]))
     if task == "pass_through":
         return output.last_hidden_state[0]
+    if task == "text_expansion":  # SPLADE: max over the tokens of log(1 + relu(logits))
+        return torch.log1p(torch.relu(output.logits[0])).max(dim=0).values
     return output.logits[0]
 
 
@@ -274,9 +278,9 @@ def test_reassembled_definition_answers_like_the_original(name: str, exported: d
 
 @pytest.mark.parametrize("name", NAMES)
 def test_recorded_samples_are_the_originals_answers(name: str, exported: dict[str, Exported]) -> None:
-    """The answers the bundle records for the loader's smoke test are the original model's, as this test computes
-    them: the samples are checked, never used as the expectation."""
-    import torch
+    """The answers the bundle records for the loader's smoke test are the original model's, turned into
+    Elasticsearch's answer shape by rules written out here (or by transformers' own pipelines where they follow
+    the same rules): the samples are checked, never used as the expectation."""
     from transformers import AutoTokenizer
 
     item = exported[name]
@@ -284,40 +288,165 @@ def test_recorded_samples_are_the_originals_answers(name: str, exported: dict[st
     tokenizer = AutoTokenizer.from_pretrained(str(item.model_dir))
     samples = json.loads((item.bundle / "manifest.json").read_bytes())["samples"]
     assert samples
-    tolerance = 1e-4  # recorded to 6 significant digits, from a trace within 1e-4 of the original
     for sample in samples:
+        expected = sample["expected"]
+        assert expected.pop("atol") == 1e-3  # what the loader allows the cluster (unquantized)
+        if task == "zero_shot_classification":
+            check_zero_shot(item, tokenizer, sample["input"], expected)
+            continue
         first, second, truncation = sample_pair(task, sample["input"])
         if case.lowercase:
             first = first.lower()
-        want = reference_answer(case, item.model_dir, tokenizer(first, second, truncation=truncation,
-                                                                max_length=case.max_length, return_tensors="pt",
-                                                                return_token_type_ids=True))
-        expected = sample["expected"]
-        assert expected["atol"] == 1e-3  # what the loader allows the cluster (unquantized)
-        if task == "text_embedding":
-            assert set(expected) == {"dimensions", "prefix", "norm", "atol"}
-            assert expected["dimensions"] == want.shape[-1]
-            assert torch.allclose(torch.tensor(expected["prefix"]), want[:8], atol=tolerance, rtol=0)
-            assert abs(expected["norm"] - float(want.norm())) <= tolerance
-        elif task == "text_classification":
-            assert set(expected) == {"predicted_value", "top_classes", "atol"}
-            id2label = reference.original(item.model_dir, case.head).config.id2label
-            probabilities = torch.softmax(want, dim=-1)
-            assert expected["predicted_value"] == id2label[int(probabilities.argmax())]
-            scores = [entry["class_score"] for entry in expected["top_classes"]]
-            assert scores == sorted(scores, reverse=True)
-            assert sorted(entry["class_name"] for entry in expected["top_classes"]) == sorted(id2label.values())
-            for entry in expected["top_classes"]:
-                label_id = next(i for i, label in id2label.items() if label == entry["class_name"])
-                assert abs(entry["class_score"] - float(probabilities[label_id])) <= tolerance
-        elif task == "text_similarity":
-            assert set(expected) == {"predicted_value", "atol"}
-            assert abs(expected["predicted_value"] - float(want.flatten()[0])) <= tolerance
-        else:  # token outputs, question answering, pass_through; and zero_shot_classification, for which
-            # docs/FORMAT.md documents predicted_value and top_classes but the exporter records an output prefix
-            assert set(expected) == {"output_prefix", "shape", "atol"}
-            assert expected["shape"] == list(want.shape)
-            assert torch.allclose(torch.tensor(expected["output_prefix"]), want.flatten()[:8], atol=tolerance, rtol=0)
+        named = tokenizer(first, second, truncation=truncation, max_length=case.max_length, return_tensors="pt",
+                          return_token_type_ids=True)
+        want = reference_answer(case, item.model_dir, named)
+        SAMPLE_CHECKS[task](item, tokenizer, sample["input"], expected, want, named)
+
+
+TOLERANCE = 1e-4  # recorded to 6 significant digits, from a trace within 1e-4 of the original
+
+
+def close(got: float, want: Any) -> bool:
+    return abs(got - float(want)) <= TOLERANCE
+
+
+def check_embedding(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any], want: Any,
+                    named: Any) -> None:
+    import torch
+
+    assert set(expected) == {"dimensions", "prefix", "norm"}
+    assert expected["dimensions"] == want.shape[-1]
+    assert torch.allclose(torch.tensor(expected["prefix"]), want[:8], atol=TOLERANCE, rtol=0)
+    assert close(expected["norm"], want.norm())
+
+
+def check_labels(expected: dict[str, Any], names: list[str], logits: Any) -> None:
+    """Elasticsearch's classification answer: softmax over the labels, best first, its probability."""
+    import torch
+
+    probabilities = torch.softmax(logits.double(), dim=-1)
+    assert set(expected) == {"predicted_value", "top_classes", "prediction_probability"}
+    assert expected["predicted_value"] == names[int(probabilities.argmax())]
+    assert close(expected["prediction_probability"], probabilities.max())
+    scores = [entry["class_probability"] for entry in expected["top_classes"]]
+    assert scores == sorted(scores, reverse=True)
+    assert sorted(entry["class_name"] for entry in expected["top_classes"]) == sorted(names)
+    for entry in expected["top_classes"]:
+        assert entry["class_score"] == entry["class_probability"]
+        assert close(entry["class_probability"], probabilities[names.index(entry["class_name"])])
+
+
+def check_classification(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any],
+                         want: Any, named: Any) -> None:
+    id2label = reference.original(item.model_dir, item.case.head).config.id2label
+    check_labels(expected, [id2label[i] for i in range(len(id2label))], want)
+
+
+def check_zero_shot(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any]) -> None:
+    """One (text, hypothesis) row per candidate label, all in one request: Elasticsearch pads the rows with the pad
+    id and pads the attention mask with the pad id too (TokenizationResult.writeAttentionMask; for RoBERTa/BART
+    that is 1), token types 0; the entailment logits of all rows through one softmax."""
+    import torch
+
+    model = reference.original(item.model_dir, item.case.head)
+    entailment = [model.config.id2label[i].lower() for i in range(model.config.num_labels)].index("entailment")
+    rows = [tokenizer(given["text"], HYPOTHESIS_TEMPLATE.format(label), truncation="only_first",
+                      max_length=item.case.max_length)["input_ids"] for label in given["labels"]]
+    width, pad = max(len(r) for r in rows), tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [pad] * (width - len(r)) for r in rows])
+    inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    with torch.no_grad():
+        logits = model(**{k: inputs[k] for k in item.case.model_inputs}).logits[:, entailment]
+    check_labels(expected, list(given["labels"]), logits)
+
+
+def check_similarity(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any], want: Any,
+                     named: Any) -> None:
+    assert set(expected) == {"predicted_value"}
+    assert close(expected["predicted_value"], want.flatten()[0])
+
+
+def check_fill_mask(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any], want: Any,
+                    named: Any) -> None:
+    """Softmax over the vocabulary at the mask; the token as Elasticsearch names a WordPiece entry (as it is)."""
+    import torch
+
+    position = named["input_ids"][0].tolist().index(tokenizer.mask_token_id)
+    probabilities = torch.softmax(want[position].double(), dim=-1)
+    top = torch.topk(probabilities, 5)
+    words = [tokenizer.convert_ids_to_tokens(int(i)) for i in top.indices]  # WordPiece entries as they are
+    assert expected["predicted_value"] == words[0]
+    assert expected["predicted_value_sequence"] == given["text"].replace(tokenizer.mask_token, words[0])
+    assert [c["class_name"] for c in expected["top_classes"]] == words
+    assert close(expected["prediction_probability"], top.values[0])
+
+
+def check_ner(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any], want: Any,
+              named: Any) -> None:
+    """transformers' token-classification pipeline with `average` aggregation follows Elasticsearch's rules:
+    probabilities averaged over a word's pieces, a B tag or another class starts a new entity, mean scores."""
+    from transformers import pipeline
+
+    tagger = pipeline("token-classification", model=str(item.model_dir), aggregation_strategy="average",
+                      device="cpu")
+    found = [e for e in tagger(given["text"]) if e["entity_group"] != "O"]
+    assert [(e["class_name"], e["start_pos"], e["end_pos"]) for e in expected["entities"]] == [
+        (e["entity_group"].replace("-", "_"), e["start"], e["end"]) for e in found]
+    for entity, reference_entity in zip(expected["entities"], found, strict=True):
+        # cut from the input as the cluster sees it: lower-cased when the tokenization lower-cases
+        assert entity["entity"] == given["text"].lower()[entity["start_pos"]:entity["end_pos"]]
+        assert close(entity["class_probability"], reference_entity["score"])
+
+
+def check_question_answering(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any],
+                             want: Any, named: Any) -> None:
+    """Elasticsearch's rule, written out: softmax of the start and of the end logits over CLS and the context
+    tokens (the question and the final separator excluded), CLS then dropped; the best start x end with
+    end - start < 15; offsets of the whole words, as every WordPiece of a word carries the word's offsets."""
+    import torch
+
+    encoding = tokenizer(given["text_pair"], given["text"], truncation="only_second",
+                         max_length=item.case.max_length, return_offsets_mapping=True)
+    sequences, word_ids = encoding.sequence_ids(), encoding.word_ids()
+    context = [i for i, s in enumerate(sequences) if s == 1]
+    eligible = torch.tensor([i == 0 or i in context for i in range(len(sequences))])
+    starts, ends = (torch.softmax(torch.where(eligible, row.double(), -10000.0), dim=0) for row in want)
+    starts[0] = ends[0] = 0.0
+    score, first, last = max((float(starts[i] * ends[j]), i, j) for i in context for j in context if 0 <= j - i < 15)
+    spans = [span for span, s, w in zip(encoding["offset_mapping"], sequences, word_ids, strict=True) if s == 1]
+    words = [w for s, w in zip(sequences, word_ids, strict=True) if s == 1]
+    start = min(a for (a, _), w in zip(spans, words, strict=True) if w == word_ids[first])
+    end = max(b for (_, b), w in zip(spans, words, strict=True) if w == word_ids[last])
+    assert (expected["start_offset"], expected["end_offset"]) == (start, end)
+    assert expected["predicted_value"] == given["text"][start:end]
+    assert close(expected["prediction_probability"], score)
+
+
+def check_expansion(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any], want: Any,
+                    named: Any) -> None:
+    """The recorded top tokens (`.` named `__`) with their SPLADE weights (reference_answer)."""
+    weights = want.double()
+    assert set(expected) == {"expansion"} and expected["expansion"]
+    for token, weight in expected["expansion"].items():
+        assert close(weight, weights[tokenizer.convert_tokens_to_ids(token.replace("__", "."))])
+    assert min(expected["expansion"].values()) >= sorted(weights.tolist())[-len(expected["expansion"])] - TOLERANCE
+
+
+def check_raw(item: Exported, tokenizer: Any, given: dict[str, Any], expected: dict[str, Any], want: Any,
+              named: Any) -> None:
+    import torch
+
+    assert set(expected) == {"output_prefix", "shape"}
+    assert expected["shape"] == list(want.shape)
+    assert torch.allclose(torch.tensor(expected["output_prefix"]), want.flatten()[:8], atol=TOLERANCE, rtol=0)
+
+
+SAMPLE_CHECKS = {
+    "text_embedding": check_embedding, "text_classification": check_classification,
+    "text_similarity": check_similarity, "fill_mask": check_fill_mask, "ner": check_ner,
+    "question_answering": check_question_answering, "text_expansion": check_expansion, "pass_through": check_raw,
+}
 
 
 def test_configs_follow_the_reference_rules(exported: dict[str, Exported]) -> None:

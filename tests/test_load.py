@@ -87,7 +87,7 @@ def test_load_uploads_the_exact_bytes_and_a_rerun_is_a_quick_success(
 
     listed = run_cli("status", "--url", server.url, "--json")
     assert json.loads(listed.stdout) == [{"bundle_id": receipt["bundle_id"], "bundle_version": 1,
-                                          "deployment": "not deployed", "fully_defined": True,
+                                          "deployment": "not deployed", "endpoints": [], "fully_defined": True,
                                           "model_id": "tiny-model", "signer_key_id": keys.signing.key_id}]
 
 

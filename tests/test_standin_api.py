@@ -78,10 +78,9 @@ def test_every_response_carries_product_header_and_compatible_content_type(serve
     plain = server.http("GET", "/_ml/trained_models/no-such-model")
     assert plain.status == 404 and plain.headers["X-Elastic-Product"] == "Elasticsearch"
     assert plain.headers["Content-Type"] == "application/json"
-    assert plain.json() == {"error": {"root_cause": [{"type": "resource_not_found_exception",
-                                                      "reason": "Could not find trained model [no-such-model]"}],
-                                      "type": "resource_not_found_exception",
-                                      "reason": "Could not find trained model [no-such-model]"}, "status": 404}
+    missing = "No known trained model with model_id [no-such-model]"
+    assert plain.json() == {"error": {"root_cause": [{"type": "resource_not_found_exception", "reason": missing}],
+                                      "type": "resource_not_found_exception", "reason": missing}, "status": 404}
 
 
 def test_cluster_documents(client: Any) -> None:

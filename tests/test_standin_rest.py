@@ -1,7 +1,8 @@
 """The stand-in answers the deployment, alias, stats, stop, cache and built-in-model facts of Elasticsearch's own
 YAML REST tests (ml/3rd_party_deployment.yml, ml/update_trained_model_deployment.yml, and the alias and
 pre-packaged-model facts of ml/inference_crud.yml), with the statuses, error types and reasons of
-Elasticsearch's transport actions (see tests/standin/README.md, "Sources").
+Elasticsearch's transport actions (see tests/standin/README.md, "Sources"). tests/test_standin_yaml.py maps every
+test of those YAML files to the test that asserts its facts (several are here) and covers the rest.
 
 Driven with the official client (raw HTTP only where the client cannot send the request) against real stand-in
 processes running tiny TorchScript modules. Most tests share one stand-in and use model ids of their own.

@@ -20,8 +20,8 @@ from bundler.cli.options import (
 )
 from bundler.cli.travel import travel_options
 from bundler.export import ExportOptions, ExportResult, run_export
-from bundler.export.options import TASK_CHOICES
-from bundler.export.pipeline import EXTRA_HINT
+from bundler.export.options import POOLING_CHOICES, TASK_CHOICES
+from bundler.export.pipeline import EXTRA_HINT, accent_summary
 from bundler.options import parse_expires
 from bundler.writer.travel import TravelOptions
 from loader.cli.output import emit, emit_json
@@ -43,6 +43,14 @@ from loader.errors import UsageError
 @click.option("--search-prefix", metavar="S", help="Text the cluster prepends at search (e.g. 'query: ').")
 @click.option("--target-es-version", metavar="V", help="Elasticsearch version the bundle is for (checks PyTorch).")
 @click.option("--allow-newer-torch", is_flag=True, help="Export even if torch is newer than the target's libtorch.")
+@click.option("--pooling", type=click.Choice(POOLING_CHOICES),
+              help="text_embedding of a plain transformers model: mean of the tokens (default, as "
+                   "sentence-transformers builds it), cls (first token) or max.")
+@click.option("--normalize/--no-normalize", default=None,
+              help="text_embedding of a plain transformers model: L2-normalise the pooled vector (default: no).")
+@click.option("--allow-accent-difference", is_flag=True,
+              help="Export a model whose tokenizer lower-cases but keeps accents, which the cluster strips "
+                   "(measured and recorded).")
 @allow_unsupported_option
 @part_size_option
 @bundle_version_option
@@ -52,14 +60,16 @@ from loader.errors import UsageError
 def command(hub_model_id: str | None, revision: str | None, model_dir: Path | None, task_type: str,
             signing_key: Path, out: Path, es_model_id: str | None, quantize: bool,
             max_model_input_length: int | None, ingest_prefix: str | None, search_prefix: str | None,
-            target_es_version: str | None, allow_newer_torch: bool, allow_unsupported_ops: bool, part_size: int,
-            bundle_version: int, expires_in: str, travel: TravelOptions, as_json: bool) -> None:
+            target_es_version: str | None, allow_newer_torch: bool, pooling: str | None, normalize: bool | None,
+            allow_accent_difference: bool, allow_unsupported_ops: bool, part_size: int, bundle_version: int,
+            expires_in: str, travel: TravelOptions, as_json: bool) -> None:
     """Trace a Hugging Face model for Elasticsearch, check it, and write a signed bundle (connected side)."""
     options = ExportOptions(
         hub_model_id=hub_model_id, revision=revision, model_dir=model_dir, task_type=task_type,
         signing_key=signing_key, out=out, es_model_id=es_model_id, quantize=quantize,
         max_model_input_length=max_model_input_length, ingest_prefix=ingest_prefix, search_prefix=search_prefix,
-        target_es_version=target_es_version, allow_newer_torch=allow_newer_torch,
+        target_es_version=target_es_version, allow_newer_torch=allow_newer_torch, pooling=pooling,
+        normalize=normalize, allow_accent_difference=allow_accent_difference,
         allow_unsupported_ops=allow_unsupported_ops, part_size=part_size,
         bundle_version=bundle_version, expires_in_days=parse_expires(expires_in), travel=travel)
     try:
@@ -74,10 +84,18 @@ def command(hub_model_id: str | None, revision: str | None, model_dir: Path | No
 
 def summary(result: ExportResult) -> tuple[str, ...]:
     check = result.trace_check
-    return (
+    lines = [
         f"wrote {result.out}: {result.es_model_id} ({result.task_type}, {result.tokenization}), "
         f"{result.part_count} parts, {result.definition_bytes} bytes, bundle {result.bundle_id}",
         f"trace check: worst cosine {check['worst_cosine']}, max |diff| {check['max_abs_diff']}"
-        + (" (quantized tolerance)" if result.quantized else ""),
-        f"needs Elasticsearch {result.compatibility['min_es_version']}+ with libtorch "
-        f">= {result.compatibility['required_libtorch']}")
+        + (" (quantized tolerance)" if result.quantized else "")]
+    if result.pooling:
+        lines.append(f"embedding: {result.pooling['mode']} pooling, "
+                     f"{'L2-normalized' if result.pooling['normalize'] else 'not normalized'} "
+                     f"({'as asked' if result.pooling['chosen'] == 'options' else 'default'})")
+    if "difference" in check.get("accents", {}):
+        lines.append("accents: " + accent_summary(check["accents"])
+                     + (" (--allow-accent-difference)" if check["accents"]["allow_accent_difference"] else ""))
+    lines.append(f"needs Elasticsearch {result.compatibility['min_es_version']}+ with libtorch "
+                 f">= {result.compatibility['required_libtorch']}")
+    return tuple(lines)

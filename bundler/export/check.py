@@ -2,9 +2,14 @@
 not the tracing input (short, ordinary, past the max length, non-ASCII, pairs for pair tasks), one at a time and
 as one padded batch, and the export is refused when they differ beyond the task's tolerance.
 
-The reference is the original: `SentenceTransformer.encode` for sentence-transformers models, the transformers
-model's own forward (with its own tokenizer's inputs) otherwise. The traced side is the saved archive reloaded,
-fed the positional inputs the cluster passes.
+The reference is the original: `SentenceTransformer.encode` for sentence-transformers models,
+`SparseEncoder.encode` (dense, every weight kept) for sparse encoders, the transformers model's own forward (with
+its own tokenizer's inputs) otherwise; for a plain masked-LM's text_expansion, its logits pooled as SPLADE does
+(`sparse.reference_weights`, with torch's own log1p); for a plain encoder's text_embedding, its last hidden state
+pooled here row by row (`reference_pooled`). The traced side is the saved archive reloaded, fed the positional
+inputs the cluster passes. Both are fed the text as the cluster's tokenizer leaves it (accents stripped where the
+model's own tokenizer keeps them); `accent_record` measures, on accented texts, how far that is from the model's
+own answers.
 """
 from __future__ import annotations
 
@@ -15,12 +20,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bundler.export.cluster_inputs import PAIR_TRUNCATION, encode
+from bundler.export import sparse
+from bundler.export.accents import ACCENTED_TEXTS, EXAMPLE, AccentRule
+from bundler.export.cluster_inputs import PAIR_TRUNCATION, cluster_text, encode
+from bundler.export.tasks import PoolingSettings
 from bundler.export.wrappers import LoadedModel, pick_output
 from loader.errors import ModelError
 
-# Outputs with one row per token (compared on the real tokens only: padding rows are undefined).
-TOKEN_LEVEL = {"fill_mask", "text_expansion", "ner", "pass_through"}
+# Outputs with one row per token (compared on the real tokens only: padding rows are undefined). text_expansion
+# answers one row per text, [batch, vocab], pooled over the real tokens inside the module.
+TOKEN_LEVEL = {"fill_mask", "ner", "pass_through"}
 ARGMAX_TASKS = {"text_classification", "zero_shot_classification", "ner", "fill_mask"}
 
 
@@ -67,6 +76,12 @@ def cases_for(task: str, tokenizer: Any, max_length: int) -> list[Case]:
         medium = f"Elasticsearch stores {mask} and answers search queries in near real time."
     singles = [Case("short", "Hello."), Case("medium", medium), Case("past max length", long_text),
                Case("non-ASCII", NON_ASCII)]
+    return paired(task, singles)
+
+
+def paired(task: str, singles: list[Case]) -> list[Case]:
+    """Single texts as the task's cluster input: for pair tasks each made a pair, the text where the cluster
+    truncates."""
     if task not in PAIR_TRUNCATION:
         return singles
     other = {"question_answering": "Where does the fox jump?", "text_similarity": "Where does the fox jump?",
@@ -88,22 +103,54 @@ def row_of(output: Tensor, task: str, row: int, length: int | None) -> Tensor:
 
 def reference_outputs(loaded: LoadedModel, tokenizer: Any, task: str, cases: Sequence[Case],
                       max_length: int) -> list[Tensor]:
+    """The original's answers. A sentence-transformers model tokenizes by itself: it is given each text as
+    `tokenizer` normalises it (accents stripped where the cluster strips them), so both sides see the same tokens."""
     with torch.no_grad():
+        texts = [cluster_text(tokenizer, c.first) for c in cases]
+        if loaded.output == "sparse_encoder":
+            # Dense, and every weight above 0 kept (max_active_dims=None, the encoder's own cleared at load):
+            # the cluster keeps them all.
+            weights = loaded.original.encode(texts, prompt="", max_active_dims=None, convert_to_tensor=True,
+                                             convert_to_sparse_tensor=False, show_progress_bar=False)
+            return [w.detach().cpu().float() for w in weights]
         if loaded.sentence_transformer:
             # prompt="": no default prompt; the cluster adds its own prefix_strings, outside the model.
-            embeddings = loaded.original.encode([c.first for c in cases], prompt="", convert_to_tensor=True,
-                                                show_progress_bar=False)
+            embeddings = loaded.original.encode(texts, prompt="", convert_to_tensor=True, show_progress_bar=False)
             return [e.detach().cpu().float() for e in embeddings]
-        answers = []
-        accepted = loaded.wrapper.core.accepted
-        for case in cases:
-            truncation: bool | str = PAIR_TRUNCATION.get(task, True) if case.second is not None else True
-            named = tokenizer(case.first, case.second, truncation=truncation, max_length=max_length,
-                              return_tensors="pt")
-            kwargs = {k: v for k, v in named.items() if k in accepted}
-            answers.append(row_of(pick_output(loaded.original(**kwargs, return_dict=True), loaded.output),
-                                        task, 0, None).float())
-        return answers
+        return [_transformers_reference(loaded, tokenizer, task, case, max_length) for case in cases]
+
+
+def _transformers_reference(loaded: LoadedModel, tokenizer: Any, task: str, case: Case, max_length: int) -> Tensor:
+    """The transformers model's own forward on one unpadded input, its output pooled here where the module pools."""
+    truncation: bool | str = PAIR_TRUNCATION.get(task, True) if case.second is not None else True
+    named = tokenizer(case.first, case.second, truncation=truncation, max_length=max_length, return_tensors="pt")
+    kwargs = {k: v for k, v in named.items() if k in loaded.wrapper.core.accepted}
+    if "token_type_ids" in kwargs:  # the cluster sends type 0 for both sequences (cluster_inputs.py)
+        kwargs["token_type_ids"] = torch.zeros_like(kwargs["token_type_ids"])
+    output = pick_output(loaded.original(**kwargs, return_dict=True), loaded.output)
+    if task == "text_expansion":
+        pooling = loaded.wrapper.core.pooling
+        output = sparse.reference_weights(output, named["attention_mask"], pooling.pooling_strategy,
+                                          pooling.activation_function)
+    if loaded.embedding_pooling is not None:
+        output = reference_pooled(output, named["attention_mask"], loaded.embedding_pooling)
+    return row_of(output, task, 0, None).float()
+
+
+def reference_pooled(hidden: Tensor, attention_mask: Tensor, pooling: PoolingSettings) -> Tensor:
+    """The pooling written out row by row over the real tokens only (not the traced module's masked arithmetic):
+    their mean, the first, or the element-wise maximum; then divided by the L2 norm if asked."""
+    rows = []
+    for states, mask in zip(hidden, attention_mask, strict=True):
+        real = states[mask.bool()]
+        if pooling.mode == "cls":
+            rows.append(real[0])
+        elif pooling.mode == "max":
+            rows.append(real.max(dim=0).values)
+        else:
+            rows.append(real.mean(dim=0))
+    pooled = torch.stack(rows)
+    return pooled / pooled.norm(dim=-1, keepdim=True) if pooling.normalize else pooled
 
 
 def traced_outputs(traced: Any, tokenizer: Any, inputs: Sequence[str], task: str, cases: Sequence[Case],
@@ -184,6 +231,19 @@ def _compare(task: str, cases: Sequence[Case], reference: dict[str, list[Tensor]
             "token_counts": token_counts, "failures": failures}
 
 
+def _reference_name(loaded: LoadedModel, task: str) -> str:
+    if loaded.output == "sparse_encoder":
+        return "SparseEncoder.encode"
+    if loaded.sentence_transformer:
+        return "SentenceTransformer.encode"
+    name = f"transformers {type(loaded.original).__name__}.forward"
+    if task == "text_expansion":
+        return f"{name}, pooled: {loaded.wrapper.core.pooling.describe()}"
+    if loaded.embedding_pooling is not None:
+        return f"{name}, last_hidden_state pooled: {loaded.embedding_pooling.describe()}"
+    return name
+
+
 def run_check(*, loaded: LoadedModel, traced: Any, tokenizer: Any, inputs: Sequence[str], task: str,
               max_length: int, quantized_module: Any = None) -> dict[str, Any]:
     """Compare; return the record for the manifest, or raise ModelError listing every failed comparison.
@@ -198,8 +258,7 @@ def run_check(*, loaded: LoadedModel, traced: Any, tokenizer: Any, inputs: Seque
     failures = list(against_original.pop("failures"))
     token_counts = against_original.pop("token_counts")
     record: dict[str, Any] = {
-        "reference": ("SentenceTransformer.encode" if loaded.sentence_transformer
-                      else f"transformers {type(loaded.original).__name__}.forward"),
+        "reference": _reference_name(loaded, task),
         "traced_inputs": list(inputs),
         "cases": [{"label": c.label, "pair": c.second is not None, "tokens": n}
                   for c, n in zip(cases, token_counts, strict=True)],
@@ -222,9 +281,65 @@ def run_check(*, loaded: LoadedModel, traced: Any, tokenizer: Any, inputs: Seque
                              f"{STRICT.min_cosine}, no element-wise bound (was {STRICT.atol}), argmax ties within "
                              f"{QUANTIZED.argmax_margin:.0%} of the peak logit ignored; the trace itself is held to "
                              f"the strict tolerance against the quantized module")
+    effect = token_type_effect(loaded, tokenizer, task, cases, max_length)
+    if effect is not None:
+        record["token_types"] = effect
     record["passed"] = not failures
     if failures:
         raise ModelError("trace check failed: the traced module does not answer like the original:\n  "
                          + "\n  ".join(failures),
                          hint="this model cannot be traced faithfully as is; report it with the model id")
+    return record
+
+
+def token_type_effect(loaded: LoadedModel, tokenizer: Any, task: str, cases: Sequence[Case],
+                      max_length: int) -> dict[str, Any] | None:
+    """How much the model's answers to pairs move because the cluster sends token type 0 for the second sequence
+    (its tokenizer would send 1). None where that cannot matter: single texts, sentence-transformers, models
+    without token types."""
+    pairs = [c for c in cases if c.second is not None]
+    accepted = getattr(getattr(loaded.wrapper, "core", None), "accepted", set())
+    if not pairs or loaded.sentence_transformer or "token_type_ids" not in accepted:
+        return None
+    worst, changed = 0.0, 0
+    with torch.no_grad():
+        for case in pairs:
+            named = tokenizer(case.first, case.second, truncation=PAIR_TRUNCATION.get(task, True),
+                              max_length=max_length, return_tensors="pt")
+            if "token_type_ids" not in named or not bool(named["token_type_ids"].any()):
+                return None
+            kwargs = {k: v for k, v in named.items() if k in accepted}
+            own = pick_output(loaded.original(**kwargs, return_dict=True), loaded.output).float()
+            kwargs["token_type_ids"] = torch.zeros_like(kwargs["token_type_ids"])
+            sent = pick_output(loaded.original(**kwargs, return_dict=True), loaded.output).float()
+            worst = max(worst, float((own - sent).abs().max()))
+            changed += int(bool((own.argmax(dim=-1) != sent.argmax(dim=-1)).any()))
+    return {"cluster_sends": "token type 0 for both sequences", "max_abs_diff": float(f"{worst:.3e}"),
+            "pairs_whose_decision_changes": changed, "pairs": len(pairs)}
+
+
+def _tokens(tokenizer: Any, text: str) -> list[str]:
+    return list(tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"]))
+
+
+def accent_record(rule: AccentRule, *, loaded: LoadedModel, traced: Any, own_tokenizer: Any, tokenizer: Any,
+                  inputs: Sequence[str], task: str, max_length: int) -> dict[str, Any]:
+    """What each side does with accents, how both tokenize the example, and, where they differ, how far the
+    cluster's answers (the traced module fed the cluster's tokens) are from the model's own (its own tokenizer)
+    on accented texts. Token outputs of other lengths are counted, not compared."""
+    example = {"text": EXAMPLE, "cluster_tokens": _tokens(tokenizer, EXAMPLE),
+               "model_tokens": _tokens(own_tokenizer, EXAMPLE)}
+    record: dict[str, Any] = {**rule.record(), "example": example}
+    if not rule.differs:
+        return record
+    cases = paired(task, [Case(f"accented {i + 1}", text) for i, text in enumerate(ACCENTED_TEXTS)])
+    own = reference_outputs(loaded, own_tokenizer, task, cases, max_length)
+    cluster, _ = traced_outputs(traced, tokenizer, inputs, task, cases, max_length, batched=False)
+    measured = [measure(task, ref, got, STRICT) for ref, got in zip(own, cluster, strict=True)
+                if ref.shape == got.shape]
+    record["difference"] = {
+        "texts": len(cases), "other_token_count": len(cases) - len(measured),
+        "worst_cosine": round(min((m.cosine for m in measured), default=1.0), 8),
+        "max_abs_diff": float(f"{max((m.max_abs_diff for m in measured), default=0.0):.3e}"),
+        "argmax_mismatches": sum(m.argmax_mismatches for m in measured)}
     return record

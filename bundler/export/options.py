@@ -17,6 +17,8 @@ from loader.format.model_config import MAX_MODEL_ID_LEN, TASK_TYPES
 
 AUTO = "auto"
 TASK_CHOICES = (*TASK_TYPES, AUTO)
+# How a plain transformers encoder's token states become one text_embedding vector (pooling.EmbeddingPooling).
+POOLING_CHOICES = ("mean", "cls", "max")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +34,9 @@ class ExportOptions(BundleOptions):
     ingest_prefix: str | None = None
     search_prefix: str | None = None
     allow_newer_torch: bool = False
+    pooling: str | None = None  # text_embedding of a plain transformers model only; None: not given (mean)
+    normalize: bool | None = None  # likewise; None: not given (no normalisation)
+    allow_accent_difference: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +54,7 @@ class ExportResult:
     trace_check: dict[str, Any]
     compatibility: dict[str, Any]
     quantized: bool
+    pooling: dict[str, Any] | None = None  # text_embedding of a plain transformers model: how it was pooled
     stages: tuple[StageTime, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -94,5 +100,8 @@ def check_options(options: ExportOptions) -> ExportOptions:
         raise UsageError(f"--hub-model-id {options.hub_model_id!r} is not a hub repository id (ORG/NAME)")
     if options.max_model_input_length is not None and options.max_model_input_length < 2:
         raise UsageError("--max-model-input-length must be at least 2 tokens")
+    if options.pooling is not None and options.pooling not in POOLING_CHOICES:
+        raise UsageError(f"--pooling {options.pooling!r} is not a pooling", hint="use one of: "
+                         + ", ".join(POOLING_CHOICES))
     check_bundle_options(options)
     return replace(options, task_type=normalise_task_type(options.task_type))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bundler.export import es_config, tasks, tokenization, torch_compat
+from bundler.export import accents, es_config, tasks, tokenization, torch_compat
 from bundler.export import source as src
 from bundler.export.options import ExportOptions, ExportResult, check_options, derive_es_model_id
 from bundler.graph import GraphVerdict, assess
@@ -94,6 +94,9 @@ class ExportPlan:
     facts: tasks.ModelFacts
     task: str
     tokenizer: Any  # what the check and samples tokenize with (the cluster's view of the text)
+    own_tokenizer: Any  # the model's own view of the text (sentence-transformers' lowercasing included)
+    accent_rule: accents.AccentRule | None  # bert, bert_ja, mpnet: whether each side strips accents
+    pooling: tasks.PoolingSettings | None  # a plain encoder's text_embedding: how its token states are pooled
     family: tokenization.Family
     vocabulary: Mapping[str, Any]
     tok_options: Mapping[str, Any]
@@ -124,18 +127,18 @@ def preflight(options: ExportOptions, log: StageLog) -> Checked:
 
 
 def resolve(checked: Checked, log: StageLog) -> ExportPlan:
-    """Stage 1: the model's small files; task, tokenizer family, vocabulary and max length decided; then the
-    weights (hub) and the hash of every file used."""
-    from bundler.export.cluster_inputs import LowercasingTokenizer
-
+    """Stage 1: the model's small files; task, pooling, tokenizer family, accents, vocabulary and max length
+    decided; then the weights (hub) and the hash of every file used."""
     options = checked.options
     source = (src.hub_source_light(options.hub_model_id, options.revision) if options.hub_model_id
               else src.local_source(Path(options.model_dir or ".")))
     st_layout = tasks.read_sentence_transformer(source.path)
     model_dir = st_layout.transformer_dir if st_layout else source.path
-    facts = tasks.read_model_facts(model_dir, sentence_transformer=st_layout is not None)
+    facts = tasks.read_model_facts(model_dir, sentence_transformer=st_layout is not None,
+                                   sparse_encoder=bool(st_layout and st_layout.splade))
     task = tasks.detect_task(facts) if options.task_type == "auto" else options.task_type
     tasks.check_task_fits(task, facts)
+    pooling = tasks.embedding_pooling(task, facts, st_layout, options.pooling, options.normalize)
     tokenizer = _load_tokenizer(model_dir)
     family = tokenization.family_of(tokenizer)
     tasks.check_task_tokenization(task, family.name)
@@ -144,17 +147,43 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     st_lowercase = bool(st_layout and st_layout.do_lower_case)
     vocabulary = tokenization.vocabulary_document(family, tokenizer)
     tok_options = tokenization.tokenization_options(family, tokenizer, st_lowercase=st_lowercase)
+    rule, cluster_view, own_view = _text_views(options, family, tokenizer, tok_options, st_lowercase, log)
     max_len, origin = es_config.max_sequence_length(
         override=options.max_model_input_length, st_max_seq_length=st_layout.max_seq_length if st_layout else None,
         tokenizer=tokenizer, family=family.name, task=task, position_limit=facts.position_limit)
     source = src.fetch_weights(source)
     plan = ExportPlan(
         checked=checked, source=source, files=src.hash_files(source.path), st_layout=st_layout, model_dir=model_dir,
-        facts=facts, task=task, tokenizer=LowercasingTokenizer(tokenizer) if st_lowercase else tokenizer,
+        facts=facts, task=task, tokenizer=cluster_view, own_tokenizer=own_view, accent_rule=rule, pooling=pooling,
         family=family, vocabulary=vocabulary, tok_options=tok_options, max_len=max_len, max_len_origin=origin)
     log.say(f"  {task}, tokenization {family.name} ({family.tokenizer_class}), max_sequence_length {max_len} "
             f"({origin}), {len(plan.files)} files" + (f", commit {source.commit_sha}" if source.commit_sha else ""))
+    if pooling is not None:
+        log.say(f"  embedding: {pooling.describe()} pooling of the token states ({_pooling_origin(pooling)})")
     return plan
+
+
+def _pooling_origin(pooling: tasks.PoolingSettings) -> str:
+    if pooling.chosen == "options":
+        return "--pooling/--normalize"
+    return "the default: no sentence-transformers configuration, so as SentenceTransformer builds a plain model"
+
+
+def _text_views(options: ExportOptions, family: tokenization.Family, tokenizer: Any, tok_options: Mapping[str, Any],
+                st_lowercase: bool, log: StageLog) -> tuple[accents.AccentRule | None, Any, Any]:
+    """The accent rule (refused here when the cluster would tokenize accented text differently, unless allowed),
+    the tokenizer fed the text as the cluster leaves it (the check's and the samples'), and the model's own."""
+    from bundler.export.cluster_inputs import ClusterTextTokenizer, LowercasingTokenizer
+
+    rule = accents.accent_rule(family.name, tokenizer, do_lower_case=bool(tok_options.get("do_lower_case")),
+                               allowed=options.allow_accent_difference)
+    for warning in accents.check_accent_rule(rule, options.allow_accent_difference):
+        log.warn(warning)
+    strip = bool(rule and rule.strip_for_cluster)
+    own = LowercasingTokenizer(tokenizer) if st_lowercase else tokenizer
+    cluster = ClusterTextTokenizer(tokenizer, lowercase=st_lowercase, strip=strip) if st_lowercase or strip \
+        else tokenizer
+    return rule, cluster, own
 
 
 def run_export(options: ExportOptions, *, log: StageLog | None = None) -> ExportResult:
@@ -211,11 +240,18 @@ def _load_model(plan: ExportPlan, log: StageLog) -> Any:
     from bundler.export import wrappers
 
     arity = len(plan.family.inputs)
-    if plan.task != "text_embedding" or plan.facts.dpr_encoder:
-        return wrappers.load_hf_model(plan.model_dir, plan.task, plan.facts.architectures, arity)
-    if plan.st_layout is None:
-        log.warn("no sentence-transformers configuration: the embedding is the mean of the token states, as "
-                 "SentenceTransformer builds it for a plain transformers model")
+    if plan.task == "text_expansion" and plan.st_layout and plan.st_layout.splade:
+        return wrappers.load_sparse_encoder(plan.source.path, plan.model_dir, plan.facts.architectures, arity,
+                                            plan.st_layout.splade, plan.max_len)
+    if plan.task != "text_embedding" or plan.st_layout is None or plan.facts.dpr_encoder:
+        # A plain encoder's text_embedding: its token states pooled inside the module (a DPR encoder: its own
+        # pooled output).
+        if plan.pooling is not None and plan.pooling.chosen == "default":
+            log.warn("no sentence-transformers configuration: the embedding is the mean of the token states, not "
+                     "normalized, as SentenceTransformer builds it for a plain transformers model (--pooling and "
+                     "--normalize choose otherwise)")
+        return wrappers.load_hf_model(plan.model_dir, plan.task, plan.facts.architectures, arity,
+                                      pooling=plan.pooling)
     loaded = wrappers.load_sentence_transformer(plan.source.path, arity, plan.max_len)
     prompts = {k: v for k, v in (getattr(loaded.original, "prompts", None) or {}).items() if v}
     if prompts and not (plan.options.ingest_prefix or plan.options.search_prefix):
@@ -256,16 +292,29 @@ def _check(plan: ExportPlan, loaded: Any, traced: Traced, definition: Path, log:
     record = check.run_check(loaded=loaded, traced=saved, tokenizer=tokenizer, inputs=inputs, task=task,
                              max_length=plan.max_len, quantized_module=traced.module if plan.options.quantize else None)
     record["tracer_warnings"] = traced.tracer_warnings
+    if plan.accent_rule is not None:
+        record["accents"] = check.accent_record(plan.accent_rule, loaded=loaded, traced=saved,
+                                                own_tokenizer=plan.own_tokenizer, tokenizer=tokenizer,
+                                                inputs=inputs, task=task, max_length=plan.max_len)
     labels = tasks.classification_labels(plan.facts)
     sample_list = samples.build_samples(traced=saved, tokenizer=tokenizer, inputs=inputs, task=task,
                                         max_length=plan.max_len, labels=labels, quantized=plan.options.quantize,
-                                        family=plan.family.name)
+                                        family=plan.family.name, vocabulary=plan.vocabulary["vocabulary"],
+                                        lower_case=bool(plan.tok_options.get("do_lower_case")))
     # The largest single request: the check's longest case, cut at the max length as the cluster cuts it.
     longest = check.cases_for(task, tokenizer, plan.max_len)[2]
     full = encode(tokenizer, inputs, [longest.first], [longest.second] if longest.second else None,
                   max_length=plan.max_len, task=task)
     log.say(f"  worst cosine {record['worst_cosine']}, max |diff| {record['max_abs_diff']}, "
             f"{len(record['cases'])} texts x {len(record['modes'])} modes")
+    if "difference" in record.get("accents", {}):
+        log.say("  accents: " + accent_summary(record["accents"]))
+    effect = record.get("token_types")
+    if effect and effect["max_abs_diff"] > 1e-4:
+        log.say(f"  note: the cluster sends token type 0 for the second text of a pair, this model was trained with "
+                f"1: its answers move by up to {effect['max_abs_diff']} (decision changed for "
+                f"{effect['pairs_whose_decision_changes']} of {effect['pairs']} check pairs); the samples record "
+                "what the cluster will answer")
     return Proven(record=record, samples=sample_list, labels=labels,
                   allocation_bytes=trace.allocation_bytes(saved, full.args))
 
@@ -284,6 +333,7 @@ def _write(plan: ExportPlan, proven: Proven, verdict: GraphVerdict, deployment_b
     compatibility = torch_compat.compatibility_record(
         torch_text=plan.torch_version, graph=verdict.facts, target=plan.checked.target,
         allow_newer=options.allow_newer_torch, features=es_config.features_used(config)) | dict(verdict.record)
+    compatibility["allow_accent_difference"] = options.allow_accent_difference
     es_model_id = options.es_model_id or derive_es_model_id(plan.source.name)
     manifest = write_bundle(options.out, definition=definition, config=config, vocabulary=plan.vocabulary,
                             signing_key=plan.checked.signing_key, model_id=es_model_id, task_type=task,
@@ -295,13 +345,26 @@ def _write(plan: ExportPlan, proven: Proven, verdict: GraphVerdict, deployment_b
                         part_count=manifest.definition.part_count, source=plan.source.describe(),
                         trace_check=proven.record, compatibility={k: v for k, v in compatibility.items()
                                                                   if k != "graph"},
-                        quantized=options.quantize)
+                        quantized=options.quantize, pooling=plan.pooling.record() if plan.pooling else None)
 
 
 def _provenance(plan: ExportPlan, proven: Proven, verdict: GraphVerdict) -> dict[str, Any]:
     """Where the model came from and how it was made and proven, signed into the manifest."""
-    return {"source": plan.source.describe(), "files": dict(plan.files),
-            "libraries": {k: v for k, v in plan.checked.versions.items() if v},
-            "torchscript_file_version": verdict.facts.file_version if verdict.facts else None,
-            "quantized": plan.options.quantize, "max_sequence_length_from": plan.max_len_origin,
-            "tokenizer_class": plan.family.tokenizer_class, "trace_check": proven.record}
+    record = {"source": plan.source.describe(), "files": dict(plan.files),
+              "libraries": {k: v for k, v in plan.checked.versions.items() if v},
+              "torchscript_file_version": verdict.facts.file_version if verdict.facts else None,
+              "quantized": plan.options.quantize, "max_sequence_length_from": plan.max_len_origin,
+              "tokenizer_class": plan.family.tokenizer_class, "trace_check": proven.record}
+    if plan.pooling is not None:  # a plain encoder's text_embedding: the pooling traced into the module
+        record["embedding_pooling"] = plan.pooling.record()
+    return record
+
+
+def accent_summary(record: Mapping[str, Any]) -> str:
+    """One line on how far the cluster's answers are from the model's own on accented texts."""
+    diff = record["difference"]
+    sides = (f"the cluster {'strips' if record['cluster_strips_accents'] else 'keeps'} them, the model "
+             f"{'strips' if record['model_strips_accents'] else 'keeps'} them")
+    return (f"{sides}; on {diff['texts']} accented texts the cluster's answers differ from the model's own: worst "
+            f"cosine {diff['worst_cosine']}, max |diff| {diff['max_abs_diff']}"
+            + (f", {diff['other_token_count']} with another token count" if diff["other_token_count"] else ""))

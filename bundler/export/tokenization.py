@@ -120,6 +120,22 @@ def lowercases(tokenizer: Any, spec: dict[str, Any] | None) -> bool:
     return bool(getattr(tokenizer, "do_lower_case", getattr(tokenizer, "lower_case", False)))
 
 
+def strips_accents(tokenizer: Any, spec: dict[str, Any] | None) -> bool:
+    """Whether the tokenizer strips accents: BertNormalizer's `strip_accents` (unset: as `lowercase`) or a
+    StripAccents normalizer; for slow tokenizers their basic (word) tokenizer's setting (MeCab never strips)."""
+    if spec is not None:
+        normalizer = spec.get("normalizer")
+        bert = _find(normalizer, "BertNormalizer")
+        if bert is not None and bert.get("strip_accents") is not None:
+            return bool(bert["strip_accents"])
+        return bool(bert and bert.get("lowercase")) or _find(normalizer, "StripAccents") is not None
+    for holder in (getattr(tokenizer, "basic_tokenizer", None), getattr(tokenizer, "word_tokenizer", None)):
+        if holder is not None and hasattr(holder, "strip_accents"):
+            strip = holder.strip_accents
+            return bool(getattr(holder, "do_lower_case", False)) if strip is None else bool(strip)
+    return False
+
+
 def adds_prefix_space(tokenizer: Any, spec: dict[str, Any] | None) -> bool:
     if hasattr(tokenizer, "add_prefix_space"):
         return bool(tokenizer.add_prefix_space)

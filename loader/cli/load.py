@@ -9,9 +9,11 @@ import click
 from loader.cli.connection import build_connection, connection_options
 from loader.cli.options import trusted_key_option, trusted_keys_from
 from loader.cli.output import emit, emit_json
-from loader.cluster.deploy import SampleOutcome, StartOptions
+from loader.cluster.deploy import StartOptions
+from loader.cluster.endpoints import EndpointOptions
 from loader.cluster.load import LoadEvent, LoadOptions, LoadResult, Noted, Passed, run_load
 from loader.cluster.preflight import Overrides
+from loader.cluster.smoke import SampleOutcome
 from loader.errors import UsageError
 
 
@@ -43,6 +45,19 @@ def _start_options(start: bool, wait_for: str, allocations: int | None, threads:
                         timeout=max(timeout, 30.0) * 5)
 
 
+def _endpoint_options(inference_id: str | None, adaptive: str | None) -> EndpointOptions | None:
+    if adaptive and not inference_id:
+        raise UsageError("--adaptive-allocations applies to the endpoint's deployment: give --inference-id too")
+    if not inference_id:
+        return None
+    if adaptive is None:
+        return EndpointOptions(inference_id)
+    low, sep, high = adaptive.partition(":")
+    if not (sep and low.isdigit() and high.isdigit()):
+        raise UsageError(f"--adaptive-allocations {adaptive}: expected MIN:MAX, two whole numbers (e.g. 0:4)")
+    return EndpointOptions(inference_id, (int(low), int(high)))
+
+
 @click.command("load")
 @click.argument("bundle", nargs=-1, required=True, type=click.Path(path_type=Path))
 @trusted_key_option
@@ -59,22 +74,27 @@ def _start_options(start: bool, wait_for: str, allocations: int | None, threads:
 @click.option("--priority", type=click.Choice(["normal", "low"]))
 @click.option("--smoke-test/--no-smoke-test", default=None, help="Compare _infer answers with the recorded samples "
               "(default: on with --start).")
+@click.option("--inference-id", help="Create an inference endpoint of this id over the model (text_embedding, "
+              "text_expansion as sparse_embedding, text_similarity as rerank); it starts the deployment.")
+@click.option("--adaptive-allocations", metavar="MIN:MAX", help="The endpoint's deployment scales between MIN and "
+              "MAX allocations (with --inference-id; 8.15+).")
 @click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="Parts in flight.")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON only.")
 def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], es_model_id: str | None, replace: bool,
             allow_downgrade: bool, force: bool, dry_run: bool, start_: bool, wait_for: str, allocations: int | None,
-            threads: int | None, priority: str | None, smoke_test: bool | None, concurrency: int, as_json: bool,
-            **conn: Any) -> None:
+            threads: int | None, priority: str | None, smoke_test: bool | None, inference_id: str | None,
+            adaptive_allocations: str | None, concurrency: int, as_json: bool, **conn: Any) -> None:
     """Verify BUNDLE offline, check the cluster, upload exactly the verified bytes, optionally deploy.
 
     BUNDLE is a bundle directory or all of its volumes (vol001, vol002, ...)."""
-    start = _start_options(start_, wait_for, allocations, threads, priority, conn["timeout"])
+    endpoint = _endpoint_options(inference_id, adaptive_allocations)
+    start = _start_options(start_ or endpoint is not None, wait_for, allocations, threads, priority, conn["timeout"])
     connection = build_connection(**conn, concurrency=concurrency)
     options = LoadOptions(
         bundle=list(bundle), trusted=trusted_keys_from(trusted_keys, required=True), connection=connection,
         model_id=es_model_id,
         overrides=Overrides(replace=replace, allow_downgrade=allow_downgrade, force=force),
-        dry_run=dry_run, smoke_test=smoke_test, progress=False if as_json else None, start=start)
+        dry_run=dry_run, smoke_test=smoke_test, progress=False if as_json else None, start=start, endpoint=endpoint)
     result = run_load(options, on_event=(lambda event: None) if as_json else (lambda e: emit(event_line(e))))
     if as_json:
         emit_json(dict(result.receipt), sort_keys=True)

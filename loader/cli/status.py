@@ -15,7 +15,7 @@ from loader.cluster.status import bundled_models
 @connection_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(as_json: bool, **conn: Any) -> None:
-    """List the cluster's models that came from bundles: bundle, version, signer, defined, deployment."""
+    """List the cluster's models that came from bundles: bundle, version, signer, defined, deployment, endpoints."""
     rows = bundled_models(Cluster(build_connection(**conn)))
     if as_json:
         emit_json([r.to_json() for r in rows], sort_keys=True)
@@ -23,7 +23,7 @@ def command(as_json: bool, **conn: Any) -> None:
     if not rows:
         emit("no model in this cluster came from an esbundle bundle")
         return
-    emit(f"{'model id':<30} {'bundle':<38} {'ver':>3}  {'signer':<16} {'defined':<7}  deployment")
+    emit(f"{'model id':<30} {'bundle':<38} {'ver':>3}  {'signer':<16} {'defined':<7}  {'deployment':<12} endpoints")
     for r in rows:
         emit(f"{r.model_id:<30} {r.bundle_id!s:<38} {r.bundle_version!s:>3}  {str(r.signer_key_id)[:16]:<16} "
-                   f"{'yes' if r.fully_defined else 'NO':<7}  {r.deployment}")
+             f"{'yes' if r.fully_defined else 'NO':<7}  {r.deployment:<12} {', '.join(r.endpoints) or '-'}")

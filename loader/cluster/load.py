@@ -16,11 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader import settings
 from loader.bundle.verify import Verified, verify_bundle
+from loader.cluster import endpoints
 from loader.cluster import receipt as receipts
 from loader.cluster.client import Cluster, Connection
-from loader.cluster.deploy import SampleOutcome, StartOptions, smoke_test, start
+from loader.cluster.deploy import StartOptions, start
 from loader.cluster.journal import Journal
 from loader.cluster.preflight import NOTHING_UPLOADED, LoadPlan, Overrides, preflight
+from loader.cluster.smoke import SampleOutcome, smoke_test
 from loader.cluster.upload import UploadStats, upload
 from loader.errors import ClusterError, EsbundleError
 from loader.format import layout
@@ -40,6 +42,7 @@ class LoadOptions:
     start: StartOptions | None = None
     smoke_test: bool | None = None  # default: on when starting
     progress: bool | None = None
+    endpoint: endpoints.EndpointOptions | None = None  # an inference endpoint over the model (starts it)
 
 
 @dataclass(frozen=True)
@@ -78,19 +81,23 @@ def _ignore(event: LoadEvent) -> None:
 
 def run_load(options: LoadOptions, on_event: OnEvent = _ignore) -> LoadResult:
     started = time.monotonic()
-    verified, cluster, plan = _verify_and_preflight(options, on_event)
+    verified, cluster, plan, endpoint_plan = _verify_and_preflight(options, on_event)
     for check in plan.checks:
         on_event(Passed("cluster", check.name, check.detail))
     for note in plan.notes:
         on_event(Noted(note))
     record = _identity(verified, cluster, plan)
+    if options.endpoint:
+        record["inference_endpoint"] = {"inference_id": options.endpoint.inference_id, "plan": endpoint_plan,
+                                        "task_type": endpoints.ENDPOINT_TASK[verified.manifest.task_type]}
+        on_event(Passed("cluster", "endpoint", f"[{options.endpoint.inference_id}]: {endpoint_plan}"))
     if options.dry_run:
         return LoadResult(outcome="dry-run", model_id=plan.model_id, bundle_id=verified.manifest.bundle_id,
                           plan=plan, receipt={**record, "outcome": "dry-run", "plan": plan.text})
     stats = UploadStats()
     try:
         stats = _upload(cluster, verified, plan, options, on_event)
-        allocation, outcomes = _deploy(cluster, verified, plan.model_id, options, on_event)
+        allocation, outcomes = _deploy(cluster, verified, plan.model_id, options, on_event, endpoint_plan)
     except EsbundleError as exc:
         exc.add_context(next_step=RESUME_STEP)
         receipts.append({**record, **_stats(stats, cluster), "outcome": "failed",
@@ -105,13 +112,20 @@ def run_load(options: LoadOptions, on_event: OnEvent = _ignore) -> LoadResult:
                       receipt={**final, "audit_log": str(path)}, audit_log=path)
 
 
-def _verify_and_preflight(options: LoadOptions, on_event: OnEvent) -> tuple[Verified, Cluster, LoadPlan]:
+def _verify_and_preflight(options: LoadOptions,
+                          on_event: OnEvent) -> tuple[Verified, Cluster, LoadPlan, str | None]:
     """Everything that may refuse before the first write; a refusal is receipted too (who tried what, where)."""
+    endpoint_plan = None
     try:
         verified = verify_bundle(options.bundle, options.trusted, progress=options.progress,
                                  on_check=lambda check: on_event(Passed("verify", check.name, check.detail)))
+        if options.endpoint:
+            endpoints.check_options(verified.manifest.task_type, options.endpoint)
         cluster = Cluster(options.connection)
         plan = preflight(cluster, verified, options.model_id or verified.manifest.model_id, options.overrides)
+        if options.endpoint:
+            endpoint_plan = endpoints.preflight(cluster, plan.model_id, verified.manifest.task_type,
+                                                options.endpoint, replace=options.overrides.replace)
     except EsbundleError as exc:
         exc.add_context(outcome=NOTHING_UPLOADED)
         receipts.append(receipts.new_receipt(
@@ -119,7 +133,7 @@ def _verify_and_preflight(options: LoadOptions, on_event: OnEvent) -> tuple[Veri
             model_id=options.model_id, outcome="refused", error=settings.scrub(exc.statement),
             exit_code=exc.exit_code))
         raise
-    return verified, cluster, plan
+    return verified, cluster, plan, endpoint_plan
 
 
 def _identity(verified: Verified, cluster: Cluster, plan: LoadPlan) -> dict[str, Any]:
@@ -140,6 +154,7 @@ def _upload(cluster: Cluster, verified: Verified, plan: LoadPlan, options: LoadO
         on_event(Passed("upload", "parts", f"nothing to send: [{model_id}] already holds this bundle, fully defined"))
         return UploadStats()
     if plan.action == "replace":
+        _release_endpoints(cluster, model_id, on_event)
         cluster.call(f"delete the model [{model_id}] it replaces",
                      lambda c: c.ml.delete_trained_model(model_id=model_id, force=True))
     journal = Journal(str(cluster.info.get("cluster_uuid")), model_id, verified.manifest.bundle_id)
@@ -150,16 +165,38 @@ def _upload(cluster: Cluster, verified: Verified, plan: LoadPlan, options: LoadO
     return stats
 
 
-def _deploy(cluster: Cluster, verified: Verified, model_id: str, options: LoadOptions,
-            on_event: OnEvent) -> tuple[str | None, list[SampleOutcome]]:
-    """Start when asked, then (unless told not to) prove the cluster answers as the model did at export."""
+def _release_endpoints(cluster: Cluster, model_id: str, on_event: OnEvent) -> None:
+    """Elasticsearch deletes a model an endpoint still uses only by force, leaving the endpoint broken: the
+    endpoints go first."""
+    for inference_id in endpoints.using_model(cluster, model_id):
+        endpoints.delete_endpoint(cluster, inference_id)
+        on_event(Noted(f"deleted the inference endpoint [{inference_id}] that used the replaced model; "
+                       f"--inference-id {inference_id} creates it again"))
+
+
+def _deploy(cluster: Cluster, verified: Verified, model_id: str, options: LoadOptions, on_event: OnEvent,
+            endpoint_plan: str | None) -> tuple[str | None, list[SampleOutcome]]:
+    """Start when asked (an endpoint starts its own deployment), then (unless told not to) prove the cluster
+    answers as the model did at export, through `_infer` and the endpoint."""
     if not options.start:
         return None, []
-    allocation = start(cluster, model_id, options.start)
-    on_event(Passed("deploy", "started", allocation))
+    deployment_id = model_id
+    if options.endpoint and endpoint_plan:
+        allocation = endpoints.create_endpoint(cluster, model_id, verified.manifest.task_type, options.start,
+                                               options.endpoint, endpoint_plan)
+        deployment_id = options.endpoint.inference_id
+        on_event(Passed("deploy", "endpoint", allocation))
+    else:
+        allocation = start(cluster, model_id, options.start)
+        on_event(Passed("deploy", "started", allocation))
     if options.smoke_test is False:
         return allocation, []
-    return allocation, _smoke(cluster, verified, model_id, on_event)
+    outcomes = _smoke(cluster, verified, deployment_id, on_event)
+    if options.endpoint and verified.manifest.samples:
+        outcomes += _judged(endpoints.endpoint_smoke(cluster, options.endpoint.inference_id,
+                                                     verified.manifest.task_type, verified.manifest.samples),
+                            on_event)
+    return allocation, outcomes
 
 
 def _smoke(cluster: Cluster, verified: Verified, model_id: str, on_event: OnEvent) -> list[SampleOutcome]:
@@ -168,7 +205,11 @@ def _smoke(cluster: Cluster, verified: Verified, model_id: str, on_event: OnEven
         on_event(Noted("no samples recorded in the bundle: smoke test skipped"))
         return []
     config = verified.read_json(layout.ROLE_CONFIG)
-    outcomes = smoke_test(cluster, model_id, manifest.task_type, config["input"]["field_names"][0], manifest.samples)
+    return _judged(smoke_test(cluster, model_id, manifest.task_type, config["input"]["field_names"][0],
+                              manifest.samples), on_event)
+
+
+def _judged(outcomes: list[SampleOutcome], on_event: OnEvent) -> list[SampleOutcome]:
     for outcome in outcomes:
         on_event(outcome)
     failed = [o for o in outcomes if not o.ok]

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from loader.cluster.client import Cluster
+from loader.cluster.endpoints import by_model
 from loader.format.cluster_metadata import metadata_of
 
 
@@ -16,6 +17,7 @@ class ModelStatus:
     signer_key_id: str | None
     fully_defined: bool | None
     deployment: str  # the deployment state, or "not deployed"
+    endpoints: tuple[str, ...] = ()  # inference endpoints that serve the model
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -25,6 +27,7 @@ def bundled_models(cluster: Cluster) -> list[ModelStatus]:
     models = cluster.call("list trained models", lambda c: c.ml.get_trained_models(model_id="*", size=10000))
     stats = cluster.call("read model stats", lambda c: c.ml.get_trained_models_stats(model_id="*", size=10000))
     states = {s["model_id"]: (s.get("deployment_stats") or {}).get("state") for s in stats["trained_model_stats"]}
+    served = by_model(cluster)
     rows = []
     for config in models["trained_model_configs"]:
         meta = metadata_of(config)
@@ -37,5 +40,6 @@ def bundled_models(cluster: Cluster) -> list[ModelStatus]:
         rows.append(ModelStatus(model_id=model_id, bundle_id=meta.get("bundle_id"),
                                 bundle_version=meta.get("bundle_version"), signer_key_id=meta.get("signer_key_id"),
                                 fully_defined=detail.get("fully_defined"),
-                                deployment=states.get(model_id) or "not deployed"))
+                                deployment=states.get(model_id) or "not deployed",
+                                endpoints=tuple(served.get(model_id, ()))))
     return rows

@@ -48,6 +48,7 @@ COMPATIBILITY: dict[str, FieldCheck] = {
     "min_es_version": _string, "required_libtorch": _string, "traced_with_torch": _string,
     "target_es_version": _optional_string, "target_libtorch": _optional_string, "allow_newer_torch": _flag,
     "allow_unsupported_ops": _flag, "predicted_refusal": _string, "deploys_on": _strings,
+    "allow_accent_difference": _flag,
     "graph": lambda v: isinstance(v, dict) and not fields_problem(v, GRAPH),
 }
 SOURCE: dict[str, FieldCheck] = {
@@ -58,8 +59,20 @@ SAMPLE_INPUT: dict[str, FieldCheck] = {"text": _string, "text_pair": _string, "l
 # What the smoke test compares; other expected fields are informative and free.
 SAMPLE_EXPECTED: dict[str, FieldCheck] = {
     "dimensions": _count, "prefix": _numbers, "norm": _number, "atol": _number,
-    "predicted_value": lambda v: _string(v) or _number(v),
+    "predicted_value": lambda v: _string(v) or _number(v), "prediction_probability": _number,
+    "top_classes": lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
+    "entities": lambda v: isinstance(v, list) and all(_entity(e) for e in v),
+    "start_offset": _count, "end_offset": _count, "output_prefix": _numbers,
+    "expansion": lambda v: isinstance(v, dict) and all(_string(k) and _number(w) for k, w in v.items()),
 }
+
+
+def _entity(value: Any) -> bool:
+    return isinstance(value, dict) and not fields_problem(value, ENTITY)
+
+
+ENTITY: dict[str, FieldCheck] = {"entity": _string, "class_name": _string, "class_probability": _number,
+                                 "start_pos": _count, "end_pos": _count}
 
 
 def fields_problem(record: Mapping[str, Any], spec: Mapping[str, FieldCheck], *, closed: bool = True) -> str | None:

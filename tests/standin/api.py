@@ -20,10 +20,13 @@ from .cluster import ClusterInfo
 from .deployments import Deployments
 from .errors import EsError
 from .faults import FaultPlan
-from .models import Model, Store
+from .models import Model, Store, expand_ids_missing
 from .rest import Request, Response, Route, route
 
 _PART_FIELDS = {"definition": "string", "total_definition_length": "long", "total_parts": "int"}
+# TrainedModelConfig.toXContent leaves these out when `exclude_generated` is set (an export for another cluster).
+_GENERATED_FIELDS = ("created_by", "version", "create_time", "model_size_bytes", "estimated_operations",
+                     "license_level")
 _VOCABULARY_FIELDS = {"vocabulary": "string_array", "merges": "string_array", "scores": "double_array"}
 
 
@@ -73,13 +76,18 @@ class TrainedModels:
         return ok(stored)
 
     def get(self, request: Request) -> Response:
+        """TransportGetTrainedModelsAction: expandIds (ids, aliases, wildcards, `tags`, paging), then the checks
+        on the page of ids, then the configs as toXContent shows them (`exclude_generated` drops what the cluster
+        generated)."""
         expression = request.path_params.get("model_id", "_all")
         includes = {i.strip() for i in request.params.get("include", "").split(",") if i.strip()}
-        models = self.store.resolve(expression, request.flag("allow_no_match", True), self.aliases.table())
+        tags = [t.strip() for t in request.params.get("tags", "").split(",") if t.strip()]
+        models = self.store.resolve(expression, request.flag("allow_no_match", True), self.aliases.table(),
+                                    tags=tags, missing=expand_ids_missing)
         start = request.integer("from", 0) or 0
         size = request.integer("size", 100)
         page = models[start:start + (size if size is not None else 100)]
-        if "definition_status" in includes and len(models) > 1:
+        if "definition_status" in includes and len(page) > 1:
             raise errors.bad_request(
                 "Getting the model download status is not supported when getting more than one model"
             )
@@ -93,6 +101,8 @@ class TrainedModels:
                 if body.get("model_type") != "pytorch":
                     raise errors.bad_request("Definition status is only relevant to PyTorch model types")
                 body["fully_defined"] = self.store.fully_defined(model)
+            if request.flag("exclude_generated"):
+                body = {k: v for k, v in body.items() if k not in _GENERATED_FIELDS}
             configs.append(body)
         return ok({"count": len(models), "trained_model_configs": configs})
 
@@ -131,7 +141,8 @@ class TrainedModels:
         if not isinstance(task_settings, dict) or "tokenization" not in task_settings:
             raise errors.bad_request(f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
         kind = next(iter(task_settings["tokenization"]))
-        required = {"roberta": ("merges", merges), "xlm_roberta": ("scores", scores)}.get(kind)
+        required = {"roberta": ("merges", merges), "byte_level_bpe": ("merges", merges),
+                    "xlm_roberta": ("scores", scores)}.get(kind)
         if required and not required[1]:
             raise errors.bad_request(
                 f"cannot put vocabulary for model [{model_id}] as tokenizer type [{kind}] requires "

@@ -12,6 +12,7 @@ the counters. Counters live with the process: a restarted stand-in starts them f
 
 from __future__ import annotations
 
+import decimal
 import re
 import threading
 import time
@@ -26,29 +27,62 @@ if TYPE_CHECKING:
     from .deployments import Deployment
 
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4, "pb": 1024**5}
+_SUFFIX = re.compile(r"(.*?)(kb|mb|gb|tb|pb|k|m|g|t|p|b)")
 
 
 def parse_byte_size(text: str, setting: str) -> tuple[int, str]:
-    """ByteSizeValue.parseBytesSizeValue → (bytes, the string Elasticsearch echoes back).
+    """ByteSizeValue.parseBytesSizeValue → (bytes, getStringRep(), the string TaskParams echoes back).
 
-    `0` and `-1` need no unit and echo as given; otherwise a unit is required and echoes in lower case.
+    `0` and `-1` need no unit; `k`/`kb` ... `p`/`pb` (any case) keep their unit in the echo when the size is a whole
+    number of it (`10k` → `10kb`), else the echo is in bytes; up to two decimals are accepted and rounded up.
     """
-    value = text.strip().lower()
-    if value in ("0", "-1"):
-        return int(value), value
-    match = re.fullmatch(r"(\d+)\s*(b|kb|mb|gb|tb|pb)", value)
+    if text in ("0", "0b", "0B", "-1", "-1b", "-1B"):
+        return int(text.rstrip("bB")), text.rstrip("bB")
+    lower = text.lower().strip()
+    match = _SUFFIX.fullmatch(lower)
     if not match:
         raise errors.EsError(
             400, "parse_exception",
             f"failed to parse setting [{setting}] with value [{text}] as a size in bytes: unit is missing or "
             "unrecognized")
-    number, unit = int(match.group(1)), match.group(2)
-    return number * _UNITS[unit], (f"{number}{unit}" if number > 0 else str(number))
+    number, unit = match.group(1).strip(), match.group(2)
+    unit = unit if unit.endswith("b") else unit + "b"
+    failed = f"failed to parse setting [{setting}] with value [{text}]"
+    try:
+        amount = decimal.Decimal(number) if unit != "b" else decimal.Decimal(int(number))
+    except (ValueError, ArithmeticError):
+        raise errors.EsError(400, "parse_exception", failed) from None
+    if not amount.is_finite():
+        raise errors.EsError(400, "parse_exception", failed)
+    if amount < 0:
+        raise errors.EsError(400, "parse_exception", f"{failed} as a size in bytes")
+    if -int(amount.as_tuple().exponent) > 2:
+        raise errors.EsError(400, "parse_exception",
+                             f"failed to parse setting [{setting}] with more than two decimals in value [{text}]")
+    size = int((amount * _UNITS[unit]).to_integral_value(rounding=decimal.ROUND_UP))
+    if size <= 0:
+        return size, str(size)
+    whole, residue = divmod(size, _UNITS[unit])
+    return size, (f"{whole}{unit}" if residue == 0 else f"{size}b")
 
 
 def byte_size_text(size: int) -> str:
     """ByteSizeValue.ofBytes(size).getStringRep(): `1630b`, and `0` for nothing."""
     return f"{size}b" if size > 0 else str(size)
+
+
+def byte_size_human(size: int) -> str:
+    """ByteSizeValue.toString() (what its toXContent writes): the largest unit reached, one decimal kept and cut,
+    a `.0` dropped (Strings.format1Decimals): `1630` → `1.5kb`, `10240` → `10kb`, `0` → `0b`."""
+    value, suffix = float(size), "b"
+    for unit in ("pb", "tb", "gb", "mb", "kb"):
+        if size >= _UNITS[unit]:
+            value, suffix = size / _UNITS[unit], unit
+            break
+    text = repr(value)
+    point = text.index(".")
+    fraction = text[point + 1]
+    return text[:point] + suffix if fraction == "0" else text[:point + 2] + suffix
 
 
 class InferenceCache:
@@ -255,7 +289,9 @@ def assignment_stats(deployment: Deployment, cluster: ClusterInfo) -> dict[str, 
                   "fully_allocated" if allocated >= deployment.allocations else "started")
         stats["allocation_status"] = {"allocation_count": allocated, "target_allocation_count": deployment.allocations,
                                       "state": status}
-    stats |= {"cache_size": params["cache_size"], "priority": params["priority"], "start_time": deployment.start_time}
+    cache_bytes = parse_byte_size(params["cache_size"], "cache_size")[0]
+    stats |= {"cache_size": byte_size_human(cache_bytes), "priority": params["priority"],
+              "start_time": deployment.start_time}
     node = _node_stats(deployment, cluster)
     if deployment.counters.inference_count:
         stats["inference_count"] = deployment.counters.inference_count

@@ -6,8 +6,9 @@ a background thread and waits for the requested state, answering 408 on timeout 
 on) or Elasticsearch's node-failure 500 (the failed deployment is removed). Started deployments
 are persisted and come back as started after a restart; their module is loaded again on first use.
 `_stop`, `_update` and `cache/_clear` address a deployment by its deployment id only; `_start`,
-`_infer` and `_stats` also resolve model ids and aliases (aliases.py). The node's counters and the
-inference cache are in deployment_stats.py, which also shapes `_stats`.
+`_infer` and `_stats` also resolve model ids and aliases (aliases.py); the deprecated `deployment/_infer`
+route takes one document and answers its result flat, with the deprecation warning. The node's counters and
+the inference cache are in deployment_stats.py, which also shapes `_stats`.
 What a `started` deployment proves about the emulated release, and what it cannot (the host's torch is
 newer than any cluster's libtorch), is stated in native.py.
 """
@@ -25,11 +26,19 @@ from .cluster import ClusterInfo
 from .deployment_stats import NodeCounters, byte_size_text, parse_byte_size
 from .errors import EsError
 from .faults import FaultPlan
-from .models import Model, Store, simple_match
+from .models import Model, Store, expand_ids_missing, simple_match
+from .releases import Version
 from .rest import Request, Response, Route, route
-from .tokenize import TextTokenizer
+from .tokenize import INPUT_NAMES, TextTokenizer
 
 _WAIT_STATES = ("starting", "started", "fully_allocated")
+_PRIORITY_ENUM = "org.elasticsearch.xpack.core.ml.inference.assignment.Priority"
+# Elasticsearch PR #115041 (backported to 8.x, i.e. 8.17): default queue_capacity 1024 -> 10000, maximum 1M -> 100k.
+_QUEUE_10K_SINCE: Version = (8, 17, 0)
+# TrainedModelAssignment.toXContent writes `adaptive_allocations` (null when unset) from adaptive allocations' release.
+_ADAPTIVE_SINCE: Version = (8, 15, 0)
+_DEPRECATED_INFER = ("[POST /_ml/trained_models/{model_id}/deployment/_infer] is deprecated! Use "
+                     "[POST /_ml/trained_models/{model_id}/_infer] instead.")
 _STOP_PARSER = "cluster:admin/xpack/ml/trained_models/deployment/stop"
 _UPDATE_PARSER = "cluster:admin/xpack/ml/trained_models/deployment/update"
 _RESET = "reset"  # `"adaptive_allocations": null` in an update: AdaptiveAllocationsSettings.RESET_PLACEHOLDER
@@ -91,7 +100,7 @@ class Deployments:
             route("GET", base + "/_stats", self.stats, ("allow_no_match", "from", "size")),
             route("GET", base + "/{model_id}/_stats", self.stats, ("allow_no_match", "from", "size")),
             route("POST", base + "/{model_id}/_infer", self.infer, ("timeout",), licensed=True),
-            route("POST", base + "/{model_id}/deployment/_infer", self.infer, ("timeout",), licensed=True),
+            route("POST", base + "/{model_id}/deployment/_infer", self.deprecated_infer, ("timeout",), licensed=True),
         ]
 
     def all(self) -> list[Deployment]:
@@ -116,46 +125,66 @@ class Deployments:
 
     # --- _start -------------------------------------------------------------------------------
 
-    def _start_params(self, request: Request, model_id: str) -> tuple[dict[str, Any], float, str, str]:
+    def _start_params(self, request: Request, model_id: str,
+                      adaptive: dict[str, Any] | None) -> tuple[dict[str, Any], float, str, str]:
+        """RestStartTrainedModelDeploymentAction's parameters, then StartTrainedModelDeploymentAction.Request.validate
+        (every problem, in its order)."""
         wait_for = request.params.get("wait_for", "started")
         if wait_for.lower() not in ("starting", "started", "fully_allocated", "stopping", "failed"):
             enum = "org.elasticsearch.xpack.core.ml.inference.assignment.AllocationStatus.State"
             raise errors.illegal_argument(f"No enum constant {enum}.{wait_for.upper()}")
         timeout, timeout_text = request.time_value("timeout", 30.0)
         priority = request.params.get("priority", "normal")
-        if priority not in ("normal", "low"):
-            raise errors.illegal_argument(f"Invalid priority [{priority}]")
-        allocations = request.integer("number_of_allocations", 1)
+        if priority.lower() not in ("normal", "low"):  # Priority.fromString: Enum.valueOf of the upper-cased text
+            raise errors.illegal_argument(f"No enum constant {_PRIORITY_ENUM}.{priority.upper()}")
+        priority = priority.lower()
+        allocations = request.integer("number_of_allocations")
         threads = request.integer("threads_per_allocation", 1)
-        queue = request.integer("queue_capacity", 1024)
-        assert allocations is not None and threads is not None and queue is not None
-        problems = []
-        if wait_for.lower() not in _WAIT_STATES:
-            problems.append(f"invalid [wait_for] state [{wait_for.lower()}]; must be one of [{', '.join(_WAIT_STATES)}")
-        if allocations < 1:
-            problems.append("[number_of_allocations] must be a positive integer")
-        if threads < 1:
-            problems.append("[threads_per_allocation] must be a positive integer")
-        elif threads > 32 or threads & (threads - 1):
-            problems.append("[threads_per_allocation] must be a power of 2 less than or equal to 32")
-        if queue < 1:
-            problems.append("[queue_capacity] must be a positive integer")
-        elif queue > 1_000_000:
-            problems.append("[queue_capacity] must be less than 1000000")
-        if timeout <= 0:
-            problems.append("[timeout] must be positive")
-        if priority == "low" and allocations != 1:
-            problems.append("[number_of_allocations] must be 1 when [priority] is low")
-        if priority == "low" and threads != 1:
-            problems.append("[threads_per_allocation] must be 1 when [priority] is low")
+        queue = request.integer("queue_capacity", 10_000 if self._queue_10k() else 1024)
+        assert threads is not None and queue is not None
+        problems = self._start_problems(wait_for.lower(), allocations, threads, queue, timeout, priority, adaptive)
         if problems:
             raise errors.validation(problems)
-        params = {"number_of_allocations": allocations, "threads_per_allocation": threads,
-                  "queue_capacity": queue, "priority": priority}
+        if allocations is None:  # Request.computeNumberOfAllocations
+            low = (adaptive or {}).get("min_number_of_allocations")
+            allocations = low if low not in (None, -1, 0) else 1
+        params = {"threads_per_allocation": threads, "number_of_allocations": allocations, "queue_capacity": queue,
+                  "priority": priority}
         if "cache_size" in request.params:
             params["cache_size"] = parse_byte_size(request.params["cache_size"], "cache_size")[1]
         deployment_id = request.params.get("deployment_id", model_id)
         return params, timeout, timeout_text, deployment_id
+
+    def _queue_10k(self) -> bool:
+        return self.cluster.release.version >= _QUEUE_10K_SINCE
+
+    def _start_problems(self, wait_for: str, allocations: int | None, threads: int, queue: int, timeout: float,
+                        priority: str, adaptive: dict[str, Any] | None) -> list[str]:
+        """StartTrainedModelDeploymentAction.Request.validate, in its order."""
+        problems = []
+        if wait_for not in _WAIT_STATES:
+            problems.append(f"invalid [wait_for] state [{wait_for}]; must be one of [{', '.join(_WAIT_STATES)}")
+        if allocations is not None and allocations < 1:
+            problems.append("[number_of_allocations] must be a positive integer")
+        if allocations is not None and adaptive is not None and adaptive.get("enabled") is True:
+            problems.append("[number_of_allocations] cannot be set if adaptive allocations is enabled")
+        if threads < 1:
+            problems.append("[threads_per_allocation] must be a positive integer")
+        problems += deployment_stats.adaptive_problems(adaptive) if adaptive is not None else []
+        if threads > 32 or threads < 1 or threads & (threads - 1):
+            problems.append("[threads_per_allocation] must be a power of 2 less than or equal to 32")
+        maximum = 100_000 if self._queue_10k() else 1_000_000
+        if queue < 1:
+            problems.append("[queue_capacity] must be a positive integer")
+        if queue > maximum:
+            problems.append(f"[queue_capacity] must be less than {maximum}")
+        if timeout <= 0:
+            problems.append("[timeout] must be positive")
+        if priority == "low" and allocations is not None and allocations > 1:
+            problems.append("[number_of_allocations] must be 1 when [priority] is low")
+        if priority == "low" and threads > 1:
+            problems.append("[threads_per_allocation] must be 1 when [priority] is low")
+        return problems
 
     def _body_params(self, request: Request, parser: str, fields: dict[str, str]) -> dict[str, Any]:
         """Parameters may also come in the body (the 9.x client sends some there); URL ones win."""
@@ -174,23 +203,16 @@ class Deployments:
             "model_id": "string", "deployment_id": "string", "timeout": "string", "wait_for": "string",
             "number_of_allocations": "int", "threads_per_allocation": "int", "queue_capacity": "int",
             "cache_size": "value", "priority": "string", "adaptive_allocations": "object"})
-        params, timeout, timeout_text, deployment_id = self._start_params(request, path_id)
+        adaptive = body.get("adaptive_allocations")
+        params, timeout, timeout_text, deployment_id = self._start_params(request, path_id, adaptive)
         wait_for = request.params.get("wait_for", "started").lower()
         self._refuse_taken(deployment_id)
-        # GetTrainedModelsAction with the path id: an alias finds its model. The deployment id defaults to the
-        # path id as given (an alias stays the deployment id).
-        model = self.store.require(self.aliases.resolve(path_id))
-        if model.config.get("model_type") != "pytorch":
-            raise errors.bad_request(f"model [{model.model_id}] of type [{model.config.get('model_type')}] cannot be "
-                                     "deployed. Only PyTorch models can be deployed")
-        if deployment_id != path_id and self._names_a_model(deployment_id):
-            raise errors.bad_request(
-                f"Deployment id [{deployment_id}] is the same as an another model which is not the model being "
-                "deployed. Deployment id can be the same as the model being deployed but cannot match a different model"
-            )
+        model = self._model_to_deploy(path_id, deployment_id)
         params["model_bytes"] = self.store.check_definition(model)
-        deployment = Deployment(deployment_id, model.model_id, params, int(time.time() * 1000),
-                                adaptive=body.get("adaptive_allocations"))
+        kind = next(iter(next(iter(model.config["inference_config"].values()))["tokenization"]))
+        if kind not in INPUT_NAMES:  # Elasticsearch would start it; the stand-in cannot tokenize for it
+            raise errors.not_emulated(f"deployments of models with the [{kind}] tokenization")
+        deployment = Deployment(deployment_id, model.model_id, params, int(time.time() * 1000), adaptive=adaptive)
         self._launch(deployment, model)
         if wait_for != "starting" and not deployment.done.wait(timeout):
             raise EsError(408, "model_deployment_timeout_exception",
@@ -203,6 +225,27 @@ class Deployments:
                           "Could not start trained model deployment, the following nodes failed with errors "
                           f"[{{{self.cluster.node_id}={deployment.reason}}}]")
         return Response(200, {"assignment": self._assignment(deployment)})
+
+    def _model_to_deploy(self, path_id: str, deployment_id: str) -> Model:
+        """TransportStartTrainedModelDeploymentAction: GetTrainedModelsAction with the path id (an alias finds its
+        model; nothing found is expandIds' 404), the PyTorch check, then a deployment id naming another model."""
+        models = self.store.resolve(path_id, True, self.aliases.table(), missing=expand_ids_missing)
+        if len(models) > 1:
+            ids = ", ".join(m.model_id for m in models)  # a Java List printed inside the message's brackets
+            raise errors.bad_request(f"cannot deploy more than one model at the same time; [{path_id}] matches "
+                                     f"models [[{ids}]]")
+        if not models:  # a pattern matching nothing: Elasticsearch takes results().get(0) of an empty list
+            raise errors.not_emulated(f"a _start whose model id [{path_id}] is a pattern matching no model")
+        model = models[0]
+        if model.config.get("model_type") != "pytorch":
+            raise errors.bad_request(f"model [{model.model_id}] of type [{model.config.get('model_type')}] cannot be "
+                                     "deployed. Only PyTorch models can be deployed")
+        if deployment_id != path_id and self._names_a_model(deployment_id):
+            raise errors.bad_request(
+                f"Deployment id [{deployment_id}] is the same as an another model which is not the model being "
+                "deployed. Deployment id can be the same as the model being deployed but cannot match a different model"
+            )
+        return model
 
     def _refuse_taken(self, deployment_id: str) -> None:
         if self.get(deployment_id) is not None:
@@ -259,18 +302,19 @@ class Deployments:
         deployment.tokenizer = TextTokenizer(kind, options, model.vocabulary())
 
     def _assignment(self, deployment: Deployment) -> dict[str, Any]:
-        """TrainedModelAssignment as `_start` and `_update` answer it."""
+        """TrainedModelAssignment.toXContent as `_start` and `_update` answer it."""
         state = deployment.state
         routing: dict[str, Any] = {"current_allocations": deployment.allocations if state == "started" else 0,
                                    "target_allocations": deployment.allocations,
                                    "routing_state": state, "reason": deployment.reason or ""}
-        task_parameters = {"model_id": deployment.model_id, "deployment_id": deployment.deployment_id,
-                           **deployment.params, "per_deployment_memory_bytes": 0, "per_allocation_memory_bytes": 0}
-        assignment = {"task_parameters": task_parameters, "routing_table": {self.cluster.node_id: routing},
+        assignment = {"task_parameters": _task_parameters(deployment),
+                      "routing_table": {self.cluster.node_id: routing},
                       "assignment_state": state, "start_time": _iso(deployment.start_time),
                       "max_assigned_allocations": deployment.allocations}
         if deployment.adaptive is not None:
             assignment["adaptive_allocations"] = deployment_stats.adaptive_json(deployment.adaptive)
+        elif self.cluster.release.version >= _ADAPTIVE_SINCE:
+            assignment["adaptive_allocations"] = None  # builder.field(name, (ToXContent) null) writes a null
         return assignment
 
     # --- _stop, _update, cache/_clear: by deployment id only -----------------------------------
@@ -368,7 +412,7 @@ class Deployments:
             used = {d.model_id for d in deployments if d.deployment_id in matched_ids}
             expression = ",".join(sorted({*tokens, *used}))
         models = self.store.resolve(expression, request.flag("allow_no_match", True), self.aliases.table(),
-                                    matched_ids)
+                                    matched_ids, missing=expand_ids_missing)
         start = request.integer("from", 0) or 0
         size = request.integer("size", 100)
         page = models[start:start + (100 if size is None else size)]
@@ -416,6 +460,31 @@ class Deployments:
             raise errors.validation(["at least one document is required"])
         return Response(200, {"inference_results": self._run(deployment, model, body, docs)})
 
+    def deprecated_infer(self, request: Request) -> Response:
+        """RestInferTrainedModelDeploymentAction: a deprecated route (its warning on every answer), a body required,
+        one document at most, then the `_infer` action; the one result is answered flat
+        (InferTrainedModelDeploymentAction.Response writes results.get(0) as the whole object)."""
+        warnings = []
+        if self.cluster.release.version >= (8, 3, 0):  # deprecated once `_infer` took PyTorch models
+            warnings.append(("Warning", f'299 Elasticsearch-{self.cluster.release.number}-{"0" * 40} '
+                                        f'"{_DEPRECATED_INFER}"'))
+        try:
+            if not request.body.strip():
+                raise errors.bad_request("requires body")
+            body, locations = config.parse_json(request.body)
+            config.check_fields("infer_trained_model_request", body, {"docs": "array", "inference_config": "object"},
+                                locations)
+            if len(body.get("docs") or []) > 1:
+                raise EsError(400, "validation_exception",
+                              "Validation Failed: 1: multiple documents are not supported;")
+            response = self.infer(request)
+        except EsError as exc:
+            exc.headers.extend(warnings)
+            raise
+        response.body = response.body["inference_results"][0]
+        response.headers.extend(warnings)
+        return response
+
     def _run(self, deployment: Deployment, model: Model, body: dict[str, Any],
              docs: list[Any]) -> list[dict[str, Any]]:
         if deployment.loaded is None:  # restored after a restart: the native process loads it again
@@ -426,13 +495,23 @@ class Deployments:
         if deployment.loaded is None or deployment.loaded.module is None:
             raise errors.not_emulated("inference without torch installed on the host")
         task, settings = next(iter(model.config["inference_config"].items()))
-        overrides = next(iter((body.get("inference_config") or {}).values()), {})
-        settings = {**settings, **{k: v for k, v in overrides.items() if k in ("num_top_classes", "results_field")}}
+        update = next(iter((body.get("inference_config") or {}).items()), None)
+        inference.apply_update(task, settings, update)  # the request's update applies before any document is read
         field_name = model.config["input"]["field_names"][0]
-        module = deployment.counters.wrap(deployment.loaded.module)
+        module = deployment.counters.wrap(inference.Native(deployment.loaded.module))
         assert deployment.tokenizer is not None
-        return [inference.run(module, deployment.tokenizer, task, settings, _input_text(doc, field_name))
+        return [inference.run(module, deployment.tokenizer, task, settings, _input_text(doc, field_name), update)
                 for doc in docs]
+
+
+def _task_parameters(deployment: Deployment) -> dict[str, Any]:
+    """StartTrainedModelDeploymentAction.TaskParams.toXContent, in its order."""
+    params = deployment.params
+    shown = {"model_id": deployment.model_id, "deployment_id": deployment.deployment_id,
+             "model_bytes": params.get("model_bytes", 0), "threads_per_allocation": params["threads_per_allocation"],
+             "number_of_allocations": params["number_of_allocations"], "queue_capacity": params["queue_capacity"],
+             "cache_size": params["cache_size"], "priority": params["priority"]}
+    return shown | {"per_deployment_memory_bytes": 0, "per_allocation_memory_bytes": 0}
 
 
 def _input_text(doc: Any, field_name: str) -> str:

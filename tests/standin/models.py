@@ -27,7 +27,7 @@ import shutil
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,14 +125,19 @@ class Store:
         return dict(sorted(models.items()))
 
     def resolve(self, expression: str, allow_no_match: bool = True, aliases: Mapping[str, str] | None = None,
-                matched_elsewhere: Iterable[str] = ()) -> list[Model]:
+                matched_elsewhere: Iterable[str] = (), tags: Iterable[str] = (),
+                missing: Callable[[list[str]], errors.EsError] | None = None) -> list[Model]:
         """TrainedModelProvider.expandIds: comma-separated ids, aliases and wildcards, `_all` or `*`.
 
-        An explicit id must match a model, an alias of a matched model, or `matched_elsewhere` (deployment
-        ids, for `_stats`); a wildcard matching nothing is refused only with `allow_no_match=false`.
+        Only models carrying every one of `tags` take part (the search's term filters; the built-in model too,
+        by its own tags). An explicit id must match a model, an alias of a matched model, or `matched_elsewhere`
+        (deployment ids, for `_stats`); a wildcard matching nothing is refused only with `allow_no_match=false`.
+        `missing` builds the refusal from the unmatched tokens, in request order (default: the stand-in's
+        historical GET text, see README).
         """
         aliases = aliases or {}
-        known = self.known()
+        wanted = set(tags)
+        known = {n: m for n, m in self.known().items() if wanted <= set(m.config.get("tags") or [])}
         tokens = [t.strip() for t in expression.split(",") if t.strip()]
         if not tokens or tokens in (["_all"], ["*"]):
             return list(known.values())
@@ -145,12 +150,10 @@ class Store:
                 names = [n for n in (token, aliases.get(token)) if n in known]
             found.update((n, known[n]) for n in names)
         matched = set(found) | {a for a, m in aliases.items() if m in found} | set(matched_elsewhere)
-        missing = [t for t in tokens if ("*" not in t and t not in matched)
-                   or ("*" in t and not allow_no_match and not any(simple_match(t, n) for n in matched))]
-        if missing:
-            if len(missing) == 1:
-                raise errors.model_not_found(missing[0])
-            raise errors.not_found(f"Could not find trained models [{', '.join(missing)}]")
+        unmatched = [t for t in tokens if ("*" not in t and t not in matched)
+                     or ("*" in t and not allow_no_match and not any(simple_match(t, n) for n in matched))]
+        if unmatched:
+            raise (missing or _missing_models)(unmatched)
         return sorted(found.values(), key=lambda m: m.model_id)
 
     def create(self, model_id: str, config: dict[str, Any]) -> Model:
@@ -280,6 +283,18 @@ class Store:
 
     def saved_deployments(self) -> list[dict[str, Any]]:
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self._deployments_dir.glob("*.json"))]
+
+
+def _missing_models(unmatched: list[str]) -> errors.EsError:
+    if len(unmatched) == 1:
+        return errors.model_not_found(unmatched[0])
+    return errors.not_found(f"Could not find trained models [{', '.join(unmatched)}]")
+
+
+def expand_ids_missing(unmatched: list[str]) -> errors.EsError:
+    """TrainedModelProvider.expandIds' refusal: ExceptionsHelper.missingTrainedModel with
+    ExpandedIdsMatcher.unmatchedIdsString (the unmatched tokens joined by `,`)."""
+    return errors.not_found(f"No known trained model with model_id [{','.join(unmatched)}]")
 
 
 def simple_match(pattern: str, value: str) -> bool:

@@ -37,6 +37,7 @@ from .cluster import ClusterInfo
 from .deployments import Deployments
 from .errors import EsError
 from .faults import FaultPlan
+from .inference_endpoints import InferenceEndpoints
 from .models import Store
 from .releases import release
 from .rest import Request, Response, Route, check_params, route
@@ -71,6 +72,7 @@ class App:
         self.deployments = Deployments(self.store, self.cluster, self.faults, self.aliases)
         self.models = TrainedModels(self.store, self.cluster, self.deployments, self.faults, self.aliases)
         alias_api = AliasApi(self.store, self.aliases, self.cluster, self.deployments)
+        self.endpoints = InferenceEndpoints(options.data_dir, self.store, self.cluster, self.deployments)
         self.routes: list[Route] = [
             route("GET", "/", lambda r: Response(200, self.cluster.root())),
             route("HEAD", "/", lambda r: Response(200, self.cluster.root())),
@@ -81,6 +83,7 @@ class App:
             *self.models.routes(),
             *self.deployments.routes(),
             *alias_api.routes(),
+            *self.endpoints.routes(),
             route("GET", "/_standin/pauses", lambda r: Response(200, {"held": self.faults.held()})),
             route("POST", "/_standin/release", self.release_holds, ("point", "model_id", "part")),
         ]

@@ -99,7 +99,7 @@ def _tokenization(task: str, value: dict[str, Any], src: Source, path: Path, ver
         return tokenizations.parse_entry(kind, options, src, entry_path, version)
 
     try:
-        return parse_named("tokenization", value, tokenizations.KINDS, src, path, entry)
+        return parse_named("tokenization", value, tokenizations.registered(version), src, path, entry)
     except NotEnded as ended:
         raise Failed(ended.error, ended.at) from None  # thrown by parseSub, outside the field's wrapper
     except Failed as failure:
@@ -140,7 +140,7 @@ def _no_windowing(task: str, options: dict[str, Any]) -> None:
 
 def _fill_mask(read: dict[str, Any], kind: str, options: dict[str, Any]) -> dict[str, Any]:
     # FillMaskConfig.Builder.build(): the requested mask token first, then the constructor's checks.
-    mask = tokenizations.KINDS[kind].mask_token
+    mask = tokenizations.mask_token(kind, options)
     requested = read.get("mask_token")
     if requested is not None and requested != mask:
         raise errors.illegal_argument(f"Mask token requested was [{requested}] but must be [{mask}] for this model")

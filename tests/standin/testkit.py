@@ -92,6 +92,53 @@ def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
     return save(module)
 
 
+def probe(mode: str, table: list[list[float]]) -> bytes:
+    """A TorchScript module whose output a test computes by hand from the input ids, `table` giving each id's row.
+
+    mode `rows`: `[batch, k]`, the sum over the sequence of table[id] times the attention mask (a sequence
+    classification head); `tokens`: `[batch, seq, k]`, table[id] per token (token classification, masked LM
+    logits); `pooled`: `[batch, k]`, the maximum over the sequence of table[id] (a pooled sparse encoder); `qa`:
+    `[2, batch, seq]`, start logits table[id][0] and end logits table[id][1] stacked (a question answering head);
+    `fixed`: `[2, batch, seq]`, table[0] and table[1] cut to the sequence length whatever the ids; `constant`:
+    `[batch, k]`, table[0] whatever the ids. Token type ids, when given, add 1000 per non-zero type to every id's
+    row, so an answer shows whether they were all 0. Takes two to four inputs, like the task shapes.
+    """
+    from typing import Optional
+
+    import torch
+    from torch import Tensor, nn
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mode = mode
+            self.register_buffer("table", torch.tensor(table, dtype=torch.float32))
+
+        def forward(self, input_ids: Tensor, attention_mask: Tensor,
+                    token_type_ids: Optional[Tensor] = None,  # noqa: UP045 - TorchScript wants Optional
+                    position_ids: Optional[Tensor] = None) -> Tensor:  # noqa: UP045
+            batch, seq = input_ids.shape[0], input_ids.shape[1]
+            if self.mode == "fixed":
+                return self.table[:, :seq].unsqueeze(1).expand(2, batch, seq)
+            if self.mode == "constant":
+                return self.table[0].unsqueeze(0).expand(batch, self.table.shape[1])
+            rows = self.table[input_ids]
+            if token_type_ids is not None:
+                rows = rows + (token_type_ids != 0).to(rows.dtype).unsqueeze(-1) * 1000.0
+            if self.mode == "rows":
+                return (rows * attention_mask.to(rows.dtype).unsqueeze(-1)).sum(1)
+            if self.mode == "pooled":
+                return torch.amax(rows, 1)
+            if self.mode == "qa":
+                return torch.stack([rows[:, :, 0], rows[:, :, 1]])
+            return rows
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(Probe().eval())
+    return save(module)
+
+
 def _refused_modules() -> dict[str, Any]:
     """The module classes whose graphs or archives the start checks refuse (`scripted` kinds)."""
     import torch

@@ -1,9 +1,10 @@
 """The `tokenization` of an NLP task config, parsed as Elasticsearch's strict Tokenization parsers do.
 
-Owns the six tokenizations a PUT may name (Tokenization.declareCommonFields and each subclass), their
-constructor checks (Tokenization, RobertaTokenization, XLMRobertaTokenization), the defaults a stored config
-carries and each tokenization's mask token. Every tokenization is read by a ConstructingObjectParser whose
-arguments are all optional: the constructor runs when the last of them arrives, or once the object is closed.
+Owns the tokenizations a PUT may name (Tokenization.declareCommonFields and each subclass; `byte_level_bpe` from
+9.5.0), their constructor checks (Tokenization, RobertaTokenization, XLMRobertaTokenization,
+ByteLevelBpeTokenization), the defaults a stored config carries and each tokenization's mask token. Every
+tokenization is read by a ConstructingObjectParser whose arguments are all optional: the constructor runs when the
+last of them arrives, or once the object is closed.
 """
 
 from __future__ import annotations
@@ -29,23 +30,40 @@ UNSET_SPAN = -1
 class Kind:
     parser: str  # the ConstructingObjectParser's name, as its errors print it
     mask_token: str
-    extra: tuple[str, ...] = ()
+    extra: tuple[tuple[str, str, Any], ...] = ()  # (field, value kind, default), in toXContent's order
     lower_case_refused: str = ""  # the tokenizer name in "unable to set [do_lower_case] to [true] for ..."
+    since: Version = (8, 0, 0)  # the first release whose parser registry names it
 
 
+# ByteLevelBpeTokenization: special token strings are options; a blank one is the default (resolveSpecialToken).
+_BPE_OPTIONS = (("add_prefix_space", "bool", False), ("unk_token", "string", "<unk>"),
+                ("pad_token", "string", "<pad>"), ("bos_token", "string", "<s>"), ("eos_token", "string", "</s>"),
+                ("mask_token", "string", "<mask>"))
 KINDS = {
     "bert": Kind("bert_tokenization", "[MASK]"),
     "bert_ja": Kind("bert_japanese_tokenization", "[MASK]"),
     "mpnet": Kind("mpnet_tokenization", "<mask>"),
-    "roberta": Kind("roberta_tokenization", "<mask>", ("add_prefix_space",), "roberta"),
+    "roberta": Kind("roberta_tokenization", "<mask>", (("add_prefix_space", "bool", False),), "roberta"),
     "xlm_roberta": Kind("xlm_roberta_tokenization", "<mask>", (), "XLMRoberta"),
     "deberta_v2": Kind("deberta_v2", "[MASK]"),
+    # Transport version ml_byte_level_bpe_tokenization (9377000, no backport id) lies in 9.5's range.
+    "byte_level_bpe": Kind("byte_level_bpe_tokenization", "<mask>", _BPE_OPTIONS, "byte_level_bpe", since=(9, 5, 0)),
 }
+
+
+def registered(version: Version) -> set[str]:
+    """The tokenization names the release's NamedXContentRegistry knows."""
+    return {name for name, kind in KINDS.items() if version >= kind.since}
 
 
 def fields(kind: str, version: Version) -> dict[str, str]:
     declared = {name: k for name, k in COMMON_FIELDS.items() if name != "span" or version >= SPAN_SINCE}
-    return declared | {name: "bool" for name in KINDS[kind].extra}
+    return declared | {name: value_kind for name, value_kind, _ in KINDS[kind].extra}
+
+
+def mask_token(kind: str, options: dict[str, Any]) -> str:
+    """Tokenization.getMaskToken(): fixed per tokenizer, configurable for byte_level_bpe."""
+    return str(options.get("mask_token", KINDS[kind].mask_token))
 
 
 def default() -> tuple[str, dict[str, Any]]:
@@ -109,4 +127,11 @@ def construct(kind: str, args: dict[str, Any]) -> dict[str, Any]:
         raise errors.illegal_argument(f"unable to set [do_lower_case] to [true] for {refused_for} tokenizer")
     stored = {"do_lower_case": lower, "with_special_tokens": bool(args.get("with_special_tokens", True)),
               "max_sequence_length": max_length, "truncate": truncate, "span": span}
-    return stored | {name: bool(args.get(name, False)) for name in KINDS[kind].extra}
+    extra = KINDS[kind].extra
+    return stored | {name: _option(args.get(name), value_kind, default) for name, value_kind, default in extra}
+
+
+def _option(value: Any, value_kind: str, default: Any) -> Any:
+    if value_kind == "bool":
+        return default if value is None else bool(value)
+    return default if value is None or not str(value).strip() else value
