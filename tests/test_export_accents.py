@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from transformers import AutoTokenizer
 from bundler.export.accents import ACCENTED_TEXTS
 from tests import models, reference
 from tests.conftest import Keys, RunCli
+from tests.standin.fixture import StandIn
 
 TARGET = ("--target-es-version", "9.2.0", "--allow-newer-torch")
 FLAG = "--allow-accent-difference"
@@ -158,17 +160,20 @@ def test_a_tokenizer_that_strips_accents_without_lower_casing_is_refused_even_wi
         assert not (tmp_path / "bundle").exists()
 
 
-def test_sentence_transformers_lowercasing_keeps_accents_and_is_measured(run_cli: RunCli, keys: Keys,
-                                                                         tmp_path: Path) -> None:
+def test_sentence_transformers_lowercasing_keeps_accents_so_it_needs_the_flag(run_cli: RunCli, keys: Keys,
+                                                                            tmp_path: Path) -> None:
     """sentence-transformers' own do_lower_case over a cased tokenizer keeps accents, which the cluster (told
-    do_lower_case) strips: said and measured, not refused (the lower-casing is not the tokenizer's)."""
+    do_lower_case) strips: refused like a tokenizer that does the same; with the flag, measured and recorded."""
     model_dir = models.bert_sentence_transformer(tmp_path / "st")
+    refused = export(run_cli, keys, model_dir, tmp_path / "refused")
+    assert refused.exit_code == 9, refused.output
+    assert "sentence-transformers (do_lower_case) lower-cases without stripping accents" in refused.stderr
+    assert FLAG in refused.stderr and not (tmp_path / "refused").exists()
     bundle = tmp_path / "bundle"
-    result = export(run_cli, keys, model_dir, bundle)
+    result = export(run_cli, keys, model_dir, bundle, FLAG)
     assert result.exit_code == 0, result.output
-    assert "sentence-transformers lowercases this model's text (do_lower_case) and keeps accents" in result.stderr
     manifest = manifest_of(bundle)
-    assert manifest["compatibility"]["allow_accent_difference"] is False
+    assert manifest["compatibility"]["allow_accent_difference"] is True
     accents = manifest["provenance"]["trace_check"]["accents"]
     assert (accents["cluster_strips_accents"], accents["model_strips_accents"]) == (True, False)
     assert accents["example"]["cluster_tokens"] == ["[CLS]", "c", "##a", "##f", "##e", "[SEP]"]
@@ -181,3 +186,14 @@ def test_the_flag_with_nothing_to_allow_is_said(run_cli: RunCli, keys: Keys, tmp
     assert result.exit_code == 0, result.output
     assert f"{FLAG}: the cluster strips accents exactly as the model does; nothing to allow" in result.stderr
     assert "difference" not in manifest_of(tmp_path / "bundle")["provenance"]["trace_check"]["accents"]
+
+
+def test_load_says_the_publisher_accepted_the_accent_difference(run_cli: RunCli, keys: Keys, tmp_path: Path,
+                                                                standin: Callable[..., StandIn]) -> None:
+    model_dir = models.bert_sentence_transformer(tmp_path / "st")
+    bundle = tmp_path / "bundle"
+    assert export(run_cli, keys, model_dir, bundle, FLAG).exit_code == 0
+    server = standin(es_version="9.2.0")
+    planned = run_cli("load", bundle, "--trusted-key", keys.pub, "--url", server.url, "--dry-run")
+    assert planned.exit_code == 0, planned.output
+    assert "the publisher accepted that at export (--allow-accent-difference)" in planned.output

@@ -145,8 +145,9 @@ def test_task_result_shapes(server: StandIn) -> None:
 
     filled = client.ml.infer_trained_model(model_id="masked", docs=[{"text_field": "the [MASK] fox"}])
     mask = filled["inference_results"][0]
-    assert mask["token"] == mask["top_classes"][0]["class_name"] and len(mask["top_classes"]) == 5
-    assert mask["predicted_value"] == f"the {mask['token']} fox"
+    # FillMaskResults: the token as predicted_value, the filled text under `<results_field>_sequence`
+    assert mask["predicted_value"] == mask["top_classes"][0]["class_name"] and len(mask["top_classes"]) == 5
+    assert mask["predicted_value_sequence"] == f"the {mask['predicted_value']} fox"
 
 
 def test_file_version_newer_than_libtorch_reads_is_refused(standin: Any, bert: tuple[bytes, Any]) -> None:

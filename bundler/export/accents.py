@@ -73,15 +73,12 @@ def check_accent_rule(rule: AccentRule | None, allowed: bool) -> list[str]:
                          f"with do_lower_case: on accented text ({EXAMPLE!r}) the cluster would feed the model other "
                          "tokens and answer differently, and no export can check it with the cluster's tokens",
                          hint="choose a model whose tokenizer strips accents only when it lower-cases")
-    if not rule.tokenizer_lowercases:
-        return [f"sentence-transformers lowercases this model's text (do_lower_case) and keeps accents, but {cluster} "
-                "strips them with do_lower_case: on accented text the cluster answers differently (the difference "
-                "is measured on accented texts and recorded in the trace check)"]
+    who = "the model's tokenizer" if rule.tokenizer_lowercases else "sentence-transformers (do_lower_case)"
     if not allowed:
-        raise ModelError(f"the model's tokenizer lower-cases without stripping accents, but {cluster} strips accents "
+        raise ModelError(f"{who} lower-cases without stripping accents, but {cluster} strips accents "
                          f"whenever do_lower_case is on: on accented text ({EXAMPLE!r}) the cluster would feed the "
                          "model other tokens and answer differently from the model",
                          hint=f"pass {FLAG} to export it anyway (the check measures the difference on accented "
                          "texts and the manifest records the override)")
-    return [f"{FLAG}: the model's tokenizer keeps accents that {cluster} strips; the trace is checked with the "
+    return [f"{FLAG}: {who} keeps accents that {cluster} strips; the trace is checked with the "
             "cluster's tokens and the difference on accented texts is measured and recorded"]

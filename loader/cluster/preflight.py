@@ -123,6 +123,9 @@ def _runtime(cluster: Cluster, verified: Verified, overrides: Overrides, notes: 
                     f"{cluster_version} --allow-newer-torch")
     checks.append(Check("libtorch", f"cluster runs {libtorch or 'unknown'}, bundle traced with {traced or 'unknown'}"
                         + (f", file version {file_version} (reads up to {readable})" if file_version else "")))
+    if compat.get("allow_accent_difference"):
+        notes.append("the cluster strips accents this model keeps; the publisher accepted that at export "
+                     "(--allow-accent-difference): answers on accented text differ from the model's")
     return checks
 
 
