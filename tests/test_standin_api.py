@@ -19,7 +19,7 @@ import elasticsearch
 import pytest
 
 from tests.standin.fixture import REPO, StandIn, es_client, start_standin
-from tests.standin.testkit import VOCAB, bert_config
+from tests.standin.testkit import VOCAB, bert_config, error_of
 
 VND9 = "application/vnd.elasticsearch+json; compatible-with=9"
 VND8 = "application/vnd.elasticsearch+json; compatible-with=8"
@@ -35,11 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
 @pytest.fixture(scope="module")
 def client(server: StandIn) -> Any:
     return server.client()
-
-
-def error_of(excinfo: pytest.ExceptionInfo[elasticsearch.ApiError]) -> tuple[int, str, str]:
-    body = excinfo.value.body
-    return excinfo.value.meta.status, body["error"]["type"], body["error"]["reason"]
 
 
 def part(client: Any, model_id: str, number: int, data: bytes, total_length: int, total_parts: int) -> Any:

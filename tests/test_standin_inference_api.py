@@ -12,7 +12,7 @@ import elasticsearch
 import pytest
 
 from tests.standin.fixture import StandIn, start_standin
-from tests.standin.testkit import VOCAB, bert_config, scripted, upload
+from tests.standin.testkit import VOCAB, bert_config, error_of, scripted, upload
 
 SETTINGS = {"num_threads": 1, "num_allocations": 1}
 
@@ -31,11 +31,6 @@ def client(server: StandIn) -> Any:
     upload(client, "tagger", scripted("tokens"), config=bert_config(
         "ner", classification_labels=["O", "B_PER", "I_PER"]), vocabulary=VOCAB)
     return client
-
-
-def error_of(excinfo: pytest.ExceptionInfo[elasticsearch.ApiError]) -> tuple[int, str, str]:
-    body = excinfo.value.body
-    return excinfo.value.meta.status, body["error"]["type"], body["error"]["reason"]
 
 
 def put(client: Any, inference_id: str, task_type: str = "text_embedding", **config: Any) -> Any:

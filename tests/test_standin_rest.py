@@ -18,7 +18,7 @@ import elasticsearch
 import pytest
 
 from tests.standin.fixture import StandIn, start_standin
-from tests.standin.testkit import VOCAB, bert_config, scripted, upload
+from tests.standin.testkit import VOCAB, bert_config, error_of, scripted, upload
 
 NOT_DEPLOYED = "Model [{}] must be deployed to use. Please deploy with the start trained model deployment API."
 
@@ -38,11 +38,6 @@ def client(server: StandIn) -> Any:
 @pytest.fixture(scope="module")
 def definition() -> bytes:
     return scripted("pass_through")
-
-
-def error_of(excinfo: pytest.ExceptionInfo[elasticsearch.ApiError]) -> tuple[int, str, str]:
-    body = excinfo.value.body
-    return excinfo.value.meta.status, body["error"]["type"], body["error"]["reason"]
 
 
 def model(client: Any, model_id: str, definition: bytes, field: str = "text_field") -> None:

@@ -135,7 +135,7 @@ import elasticsearch
 import pytest
 
 from tests.standin.fixture import StandIn, start_standin
-from tests.standin.testkit import VOCAB, bert_config, scripted, upload
+from tests.standin.testkit import VOCAB, bert_config, error_of, scripted, upload
 
 TASK_PARAMETERS = ["model_id", "deployment_id", "model_bytes", "threads_per_allocation", "number_of_allocations",
                    "queue_capacity", "cache_size", "priority", "per_deployment_memory_bytes",
@@ -159,11 +159,6 @@ def client(server: StandIn) -> Any:
 @pytest.fixture(scope="module")
 def definition() -> bytes:
     return scripted("pass_through")
-
-
-def error_of(excinfo: pytest.ExceptionInfo[elasticsearch.ApiError]) -> tuple[int, str, str]:
-    body = excinfo.value.body
-    return excinfo.value.meta.status, body["error"]["type"], body["error"]["reason"]
 
 
 def yaml_model(client: Any, model_id: str, definition: bytes) -> None:

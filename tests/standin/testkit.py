@@ -208,3 +208,9 @@ def tiny_bert(hidden: int = 32) -> tuple[bytes, Any]:
         traced = torch.jit.trace(MeanPooled().eval(), example, strict=False)
         frozen = torch.jit.freeze(traced)
     return save(frozen), frozen
+
+
+def error_of(excinfo: Any) -> tuple[int, str, str]:
+    """Status, error type and reason of an elasticsearch.ApiError caught by pytest.raises."""
+    body = excinfo.value.body
+    return excinfo.value.meta.status, body["error"]["type"], body["error"]["reason"]
