@@ -553,8 +553,12 @@ def test_tree_models_are_not_emulated(server: StandIn, body: str) -> None:
     assert server.http("GET", "/_ml/trained_models/tree").status == 404
 
 
-def test_packaged_model_ids_are_not_emulated(server: StandIn) -> None:
+def test_packaged_model_ids_fetch_their_package_from_the_default_repository(server: StandIn) -> None:
+    # Without xpack.ml.model_repository the cluster asks https://ml-models.elastic.co, which an air-gapped cluster
+    # cannot reach: TransportGetTrainedModelPackageConfigAction wraps the connection error.
     refused = put(server, ".elser_model_2", '{"input": {"field_names": ["text_field"]}}')
-    assert (refused.status, chain(refused)) == (501, [(
-        "standin_not_emulated",
-        "the Elasticsearch stand-in does not emulate packaged models from the model repository ([.elser_model_2])")])
+    assert (refused.status, chain(refused)) == (400, [
+        (IAE, "Failed to load package metadata"),
+        ("unchecked_i_o_exception", "java.net.UnknownHostException: ml-models.elastic.co"),
+        ("unknown_host_exception", "ml-models.elastic.co")])
+    assert server.http("GET", "/_ml/trained_models/.elser_model_2").status == 404

@@ -566,11 +566,19 @@ def test_inference_with_lang_ident_model_1_is_not_emulated(client: Any) -> None:
 @pytest.mark.parametrize(("model_id", "body"), [
     ("a-regression-model-0", {"input": {"field_names": ["field1"]}, "inference_config": {"regression": {}},
                               "definition": {"preprocessors": [], "trained_model": {"tree": {}}}}),
-    (".elser_model_2", {"input": {"field_names": ["text_field"]}}),
 ])
-def test_tree_and_packaged_models_are_not_emulated(server: StandIn, model_id: str, body: dict[str, Any]) -> None:
+def test_tree_models_are_not_emulated(server: StandIn, model_id: str, body: dict[str, Any]) -> None:
     refused = server.http("PUT", f"/_ml/trained_models/{model_id}", body=json.dumps(body).encode())
     assert refused.status == 501 and refused.json()["error"]["type"] == "standin_not_emulated"
+
+
+def test_packaged_models_come_from_the_model_repository(server: StandIn) -> None:
+    # Packaged ids are fetched from xpack.ml.model_repository (tests/test_standin_repository.py); the default,
+    # https://ml-models.elastic.co, is out of reach of an air-gapped cluster.
+    body = {"input": {"field_names": ["text_field"]}}
+    refused = server.http("PUT", "/_ml/trained_models/.elser_model_2", body=json.dumps(body).encode())
+    assert refused.status == 400
+    assert refused.json()["error"]["reason"] == "Failed to load package metadata"
 
 
 def test_unknown_urls_keep_no_handler_found(server: StandIn) -> None:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from .faults import PlanError
-from .server import App, Options, StandInServer
+from .server import App, BootstrapFailure, Options, StandInServer
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -29,18 +29,29 @@ def parse_args(argv: list[str] | None = None) -> Options:
                         help="request body limit in bytes (http.max_content_length; default 100 MB)")
     parser.add_argument("--fail", help="fault plan, e.g. part-status=503@0.2,seed=7 (see README)")
     parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    parser.add_argument("--model-repository", help="xpack.ml.model_repository: file://, http:// or https:// "
+                                                   "(default https://ml-models.elastic.co, never contacted)")
+    parser.add_argument("--config-dir", type=Path, help="the node's config directory (default DATA_DIR/config)")
+    parser.add_argument("--ml-platform", default="linux-x86_64", help="the ML node's <os>-<arch>")
     args = parser.parse_args(argv)
     if args.user and ":" not in args.user:
         parser.error("--user takes NAME:PASSWORD")
     return Options(port=args.port, data_dir=args.data_dir, es_version=args.es_version, license=args.license,
                    user=args.user, api_key=args.api_key, tls_dir=args.tls_dir,
-                   max_content_length=args.max_content_length, fail=args.fail, quiet=args.quiet)
+                   max_content_length=args.max_content_length, fail=args.fail, quiet=args.quiet,
+                   model_repository=args.model_repository, config_dir=args.config_dir, ml_platform=args.ml_platform)
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     try:
         app = App(options)
+    except BootstrapFailure as exc:
+        # BootstrapChecks: the node logs every failed check and exits with ExitCodes.CONFIG (78).
+        print("ERROR: [1] bootstrap checks failed. You must address the points described in the following [1] "
+              "lines before starting Elasticsearch.", file=sys.stderr)
+        print(f"bootstrap check failure [1] of [1]: {exc}", file=sys.stderr)
+        return 78
     except (PlanError, ValueError) as exc:
         print(f"es-standin: {exc}", file=sys.stderr)
         return 2

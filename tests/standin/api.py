@@ -3,8 +3,9 @@
 Owns `PUT/GET/DELETE /_ml/trained_models/<id>`, `PUT .../vocabulary`, `PUT .../definition/<part>`,
 and the stand-in's own `/_standin/...` endpoints, in Elasticsearch's order of checks. Deployments
 and inference live in deployments.py; parsing rules in config.py; persistence in models.py; aliases in
-aliases.py; the built-in `lang_ident_model_1` in builtin.py. What the stand-in does not emulate (tree
-models, packaged models from the model repository) is answered with `errors.not_emulated`.
+aliases.py; the built-in `lang_ident_model_1` in builtin.py; packaged ids (starting with `.`), once parsed and
+checked here, in packages.py. What the stand-in does not emulate (tree models) is answered with
+`errors.not_emulated`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .deployments import Deployments
 from .errors import EsError
 from .faults import FaultPlan
 from .models import Model, Store, expand_ids_missing
+from .packages import PackagedModels
 from .rest import Request, Response, Route, route
 
 _PART_FIELDS = {"definition": "string", "total_definition_length": "long", "total_parts": "int"}
@@ -36,7 +38,8 @@ def ok(body: Any) -> Response:
 
 class TrainedModels:
     def __init__(self, store: Store, cluster: ClusterInfo, deployments: Deployments, faults: FaultPlan,
-                 aliases: ModelAliases) -> None:
+                 aliases: ModelAliases, packages: PackagedModels) -> None:
+        self.packages = packages
         self.store = store
         self.cluster = cluster
         self.deployments = deployments
@@ -50,8 +53,8 @@ class TrainedModels:
         return [
             route("GET", base, self.get, get_params),
             route("GET", base + "/{model_id}", self.get, get_params),
-            route("PUT", base + "/{model_id}", self.put, ("defer_definition_decompression", "wait_for_completion"),
-                  licensed=True),
+            route("PUT", base + "/{model_id}", self.put,
+                  ("defer_definition_decompression", "wait_for_completion", "timeout"), licensed=True),
             route("DELETE", base + "/{model_id}", self.delete, ("force", "timeout")),
             route("PUT", base + "/{model_id}/vocabulary", self.put_vocabulary, licensed=True),
             route("PUT", base + "/{model_id}/definition/{part}", self.put_part, name="part", licensed=True),
@@ -64,7 +67,11 @@ class TrainedModels:
     def put(self, request: Request) -> Response:
         model_id = request.path_params["model_id"]
         _refuse_not_emulated(model_id, request.body)
-        stored = config.parse_model_config(model_id, request.body, self.cluster.release.number)
+        packaged = model_id.startswith(".")
+        if packaged:
+            read, field_names = config.parse_packaged_config(model_id, request.body, self.cluster.release.number)
+        else:
+            stored = config.parse_model_config(model_id, request.body, self.cluster.release.number)
         # TransportPutTrainedModelAction, after validation and before storing.
         if model_id in self.aliases.table():
             raise errors.bad_request(f"requested model_id [{model_id}] is the same as an existing model_alias. "
@@ -72,6 +79,8 @@ class TrainedModels:
         if self.deployments.get(model_id) is not None:
             raise errors.bad_request(f"Cannot create model [{model_id}] the id is the same as an current model "
                                      "deployment")
+        if packaged:
+            return self.packages.put(request, model_id, read, field_names)
         self.store.create(model_id, stored)
         return ok(stored)
 
@@ -137,22 +146,7 @@ class TrainedModels:
         if scores and len(scores) != len(vocabulary):
             raise errors.validation(["[scores] must have same length as [vocabulary]"])
         model = self.store.require(model_id)
-        task_settings = next(iter(model.config.get("inference_config", {}).values()), None)
-        if not isinstance(task_settings, dict) or "tokenization" not in task_settings:
-            raise errors.bad_request(f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
-        kind = next(iter(task_settings["tokenization"]))
-        required = {"roberta": ("merges", merges), "byte_level_bpe": ("merges", merges),
-                    "xlm_roberta": ("scores", scores)}.get(kind)
-        if required and not required[1]:
-            raise errors.bad_request(
-                f"cannot put vocabulary for model [{model_id}] as tokenizer type [{kind}] requires "
-                f"[{required[0]}] to be provided and non-empty"
-            )
-        document: dict[str, Any] = {"vocabulary": vocabulary}
-        if merges:
-            document["merges"] = merges
-        if scores:
-            document["scores"] = scores
+        document = config.vocabulary_document(model_id, model.config, vocabulary, merges, scores)
         self.store.put_vocabulary(model, document)
         return ok({"acknowledged": True})
 
@@ -234,11 +228,9 @@ class TrainedModels:
 
 
 def _refuse_not_emulated(model_id: str, raw: bytes) -> None:
-    """What the stand-in does not emulate, refused before any parsing: packaged models (ids starting with
-    `.`, which Elasticsearch downloads from its model repository) and tree models (an inline definition,
-    a tree or lang_ident `model_type`, a regression or classification `inference_config`)."""
-    if model_id.startswith("."):
-        raise errors.not_emulated(f"packaged models from the model repository ([{model_id}])")
+    """What the stand-in does not emulate, refused before any parsing: tree models (an inline definition,
+    a tree or lang_ident `model_type`, a regression or classification `inference_config`; for a packaged id
+    only the inline definition)."""
     try:
         body = json.loads(raw) if raw.strip() else None
     except ValueError:
@@ -247,6 +239,12 @@ def _refuse_not_emulated(model_id: str, raw: bytes) -> None:
         return
     inference_config = body.get("inference_config")
     tasks = set(inference_config) if isinstance(inference_config, dict) else set()
-    if ("definition" in body or "compressed_definition" in body
-            or body.get("model_type") in ("tree_ensemble", "lang_ident") or tasks & {"regression", "classification"}):
+    if model_id.startswith("."):
+        # A packaged id refuses model_type and inference_config itself (validateNoPackageOverrides); a tree
+        # definition in its body is still not read.
+        tree_fields = False
+    else:
+        tree_fields = body.get("model_type") in ("tree_ensemble", "lang_ident") or bool(
+            tasks & {"regression", "classification"})
+    if "definition" in body or "compressed_definition" in body or tree_fields:
         raise errors.not_emulated("tree ensemble and other non-PyTorch trained models")

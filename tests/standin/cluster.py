@@ -27,6 +27,7 @@ class ClusterInfo:
     cluster_uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
     name: str = "standin-node-0"
     cluster_name: str = "esbundle-standin"
+    ml_platform: str = "linux-x86_64"  # the ML node's `<os>-<arch>` (MlPlatformArchitecturesUtil); --ml-platform
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
     @classmethod

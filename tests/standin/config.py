@@ -7,7 +7,8 @@ order (unknown fields and value types, then each field's own parser: `input`, `p
 the config's constructor (TrainedModelConfig.Builder.build(), before validation when the body has no id, after
 it otherwise), then `TrainedModelConfig.Builder.validate(true)` (one `action_request_validation_exception`
 listing every problem). It also fills in what TransportPutTrainedModelAction adds to a stored config, so GET
-returns what a real cluster returns. Tree models and packaged models are answered with errors.not_emulated.
+returns what a real cluster returns. Tree models are answered with errors.not_emulated; packaged ids (starting with
+`.`) are parsed and validated by `parse_packaged_config`, and packages.py does the rest.
 `parse_json` and `check_fields` serve the other endpoints' bodies.
 """
 
@@ -108,6 +109,22 @@ def _id_problems(model_id: str) -> list[str]:
     return problems
 
 
+def _packaged_id_problems(model_id: str) -> list[str]:
+    """TrainedModelConfig.Builder.validate for a packaged id: the name without the dot and an optional `_SNAPSHOT`
+    suffix must be a valid id (Messages.INVALID_MODEL_PACKAGE_ID, whose text was not found in the sources read:
+    the stand-in uses INVALID_ID's); the length limit applies to the whole id."""
+    name = model_id[1:].removesuffix("_SNAPSHOT")
+    problems = []
+    if not ID_PATTERN.fullmatch(name) or name == "_all":
+        problems.append(
+            f"Invalid model_id; '{model_id}' can contain lowercase alphanumeric (a-z and 0-9), "
+            "hyphens or underscores; must start and end with alphanumeric"
+        )
+    if len(model_id) > ID_LENGTH_LIMIT:
+        problems.append(f"Invalid model_id; '{model_id}' cannot contain more than {ID_LENGTH_LIMIT} characters.")
+    return problems
+
+
 def parse_model_config(model_id: str, raw: bytes, es_version: str) -> dict[str, Any]:
     """Validate a PUT body for `model_id`; return the config Elasticsearch would store."""
     body, locations = parse_json(raw)
@@ -123,8 +140,6 @@ def parse_model_config(model_id: str, raw: bytes, es_version: str) -> dict[str, 
             f"Inconsistent model_id; '{body_id}' specified in the body differs from '{model_id}' "
             "specified as a URL argument"
         )
-    if model_id.startswith("."):
-        raise errors.not_emulated(f"packaged models from the model repository ([{model_id}])")
     # PutTrainedModelAction.Request.parseRequest builds the config before validating it when the body has no id.
     field_names = _build(read, version) if body_id is None else None
     _validate(model_id, read)
@@ -132,7 +147,29 @@ def parse_model_config(model_id: str, raw: bytes, es_version: str) -> dict[str, 
         field_names = _build(read, version)
     if read["model_type"] != "pytorch":
         raise errors.not_emulated(task_configs.NOT_EMULATED_TREES)
-    return _stored_config(model_id, read, field_names, es_version)
+    return stored_config(model_id, read, field_names, es_version)
+
+
+def parse_packaged_config(model_id: str, raw: bytes, es_version: str) -> tuple[dict[str, Any], list[str]]:
+    """PutTrainedModelAction.Request for a packaged id (starting with `.`): the same parse, build and
+    validate(true), whose packaged branch requires neither `model_type` nor `inference_config` and checks the id
+    without its dot (and an optional `_SNAPSHOT` suffix). Returns what was read and the input field names."""
+    body, locations = parse_json(raw)
+    src = Source(raw.decode("utf-8", errors="replace"), locations)
+    version = parse_version(es_version)
+    if not isinstance(body, dict):
+        raise errors.parse_error(
+            locations.value(()), f"[trained_model_config] Expected START_OBJECT but was: {token_name(body)}")
+    read = _read_top_level(body, src, version)
+    body_id = read.get("model_id")
+    if body_id is not None and body_id != model_id:
+        raise errors.illegal_argument(
+            f"Inconsistent model_id; '{body_id}' specified in the body differs from '{model_id}' "
+            "specified as a URL argument"
+        )
+    field_names = _build(read, version) if body_id is None else None
+    _validate(model_id, read)
+    return read, field_names if field_names is not None else _build(read, version)
 
 
 def _read_top_level(body: dict[str, Any], src: Source, version: Version) -> dict[str, Any]:
@@ -252,11 +289,12 @@ def _build(read: dict[str, Any], version: Version) -> list[str]:
 def _validate(model_id: str, read: dict[str, Any]) -> None:
     """TrainedModelConfig.Builder.validate(true), in its order (a body definition is never read this far)."""
     problems: list[str] = []
-    if read.get("model_type") is None:
+    packaged = model_id.startswith(".")
+    if read.get("model_type") is None and not packaged:
         problems.append("[model_type] must be set if [definition] is not defined.")
-    if read.get("inference_config") is None:
+    if read.get("inference_config") is None and not packaged:
         problems.append("[inference_config] must not be null.")
-    problems += _id_problems(model_id)
+    problems += _packaged_id_problems(model_id) if packaged else _id_problems(model_id)
     tags = read.get("tags", [])
     bad_tags = [t for t in tags if not ID_PATTERN.fullmatch(t) or t == "_all" or len(t) > ID_LENGTH_LIMIT]
     if bad_tags:
@@ -294,7 +332,7 @@ def _input_problems(read: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _stored_config(model_id: str, read: dict[str, Any], field_names: list[str], es_version: str) -> dict[str, Any]:
+def stored_config(model_id: str, read: dict[str, Any], field_names: list[str], es_version: str) -> dict[str, Any]:
     """The config as TrainedModelConfig.toXContent shows it after TransportPutTrainedModelAction filled it in."""
     config: dict[str, Any] = {"model_id": model_id, "model_type": read["model_type"]}
     if "platform_architecture" in read:
@@ -320,3 +358,30 @@ def _stored_config(model_id: str, read: dict[str, Any], field_names: list[str], 
     if "prefix_strings" in read:
         config["prefix_strings"] = read["prefix_strings"]
     return config
+
+
+def vocabulary_document(model_id: str, model_config: dict[str, Any], vocabulary: list[str], merges: list[str],
+                        scores: list[float]) -> dict[str, Any]:
+    """PutTrainedModelVocabularyAction: the request's validation, then the transport's NLP and tokenizer checks;
+    the document to store."""
+    if not vocabulary:
+        raise errors.validation(["[vocabulary] must not be empty"])
+    if scores and len(scores) != len(vocabulary):
+        raise errors.validation(["[scores] must have same length as [vocabulary]"])
+    task_settings = next(iter(model_config.get("inference_config", {}).values()), None)
+    if not isinstance(task_settings, dict) or "tokenization" not in task_settings:
+        raise errors.bad_request(f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
+    kind = next(iter(task_settings["tokenization"]))
+    required = {"roberta": ("merges", merges), "byte_level_bpe": ("merges", merges),
+                "xlm_roberta": ("scores", scores)}.get(kind)
+    if required and not required[1]:
+        raise errors.bad_request(
+            f"cannot put vocabulary for model [{model_id}] as tokenizer type [{kind}] requires "
+            f"[{required[0]}] to be provided and non-empty"
+        )
+    document: dict[str, Any] = {"vocabulary": vocabulary}
+    if merges:
+        document["merges"] = merges
+    if scores:
+        document["scores"] = scores
+    return document

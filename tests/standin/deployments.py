@@ -296,6 +296,12 @@ class Deployments:
             raise native.NativeFailure(
                 f"[{model.model_id}] Could not find vocabulary document [{model.model_id}_vocabulary] for model "
             )
+        wanted = model.config.get("platform_architecture")
+        if wanted is not None and wanted != self.cluster.ml_platform:
+            # DeploymentManager: MlPlatformArchitecturesUtil.verifyMlNodesAndModelArchitectures, one ML node.
+            raise native.NativeFailure(
+                f"The model being deployed ([{model.model_id}]) is platform specific and incompatible with ML nodes "
+                f"in the cluster; expected [{wanted}]; but was [{self.cluster.ml_platform}]")
         deployment.loaded = native.start(self.store.definition(model), self.cluster.release)
         task_settings = next(iter(model.config["inference_config"].values()))
         kind, options = next(iter(task_settings["tokenization"].items()))

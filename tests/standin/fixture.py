@@ -91,7 +91,8 @@ class StandIn:
     def _argv(self) -> list[str]:
         argv = [sys.executable, "-m", "tests.standin", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         flags = {"es_version": "--es-version", "license": "--license", "user": "--user", "api_key": "--api-key",
-                 "max_content_length": "--max-content-length", "fail": "--fail"}
+                 "max_content_length": "--max-content-length", "fail": "--fail",
+                 "model_repository": "--model-repository", "config_dir": "--config-dir", "ml_platform": "--ml-platform"}
         for name, flag in flags.items():
             if self.options.get(name) is not None:
                 argv += [flag, str(self.options[name])]
@@ -272,9 +273,28 @@ def _ask_for_compat(client: Any, version: int) -> None:
     transport.perform_request = perform_request
 
 
+@dataclass
+class FailedStart:
+    """A stand-in that exited before `ready` (a bootstrap check failed): its exit status and stderr."""
+
+    status: int
+    stderr: str
+
+
+def failed_start(data_dir: Path, timeout: float = DEADLINE, **options: Any) -> FailedStart:
+    """Start a stand-in that must not start (e.g. a bad `model_repository`); fails the test if it prints `ready`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = StandIn(data_dir=data_dir, options=options, log_path=data_dir.parent / f"{data_dir.name}.log")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.run(server._argv(), cwd=REPO, env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                             timeout=timeout, check=False)
+    assert not process.stdout.startswith(b"ready "), "the stand-in started"
+    return FailedStart(process.returncode, process.stderr.decode("utf-8", errors="replace"))
+
+
 def start_standin(data_dir: Path, *, log_path: Path | None = None, tls: bool = False, **options: Any) -> StandIn:
     """Start one stand-in. Options: es_version, license, user, api_key, tls / tls_dir,
-    max_content_length, fail, port (0: a free one)."""
+    max_content_length, fail, model_repository, config_dir, ml_platform, port (0: a free one)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if tls and options.get("tls_dir") is None:
         options["tls_dir"] = data_dir / "tls"

@@ -186,9 +186,10 @@ class Store:
 
     # --- vocabulary and parts -----------------------------------------------------------------
 
-    def put_vocabulary(self, model: Model, vocabulary: dict[str, Any]) -> None:
+    def put_vocabulary(self, model: Model, vocabulary: dict[str, Any], overwrite: bool = False) -> None:
+        """`overwrite`: the package importer's allowOverwriting."""
         with model.lock:
-            if model.has_vocabulary:
+            if model.has_vocabulary and not overwrite:
                 # Text not confirmed from Elasticsearch's source (see README): type and status are.
                 raise errors.already_exists(
                     f"Trained machine learning model [{model.model_id}] vocabulary already exists"
@@ -196,9 +197,11 @@ class Store:
             write_json(model.directory / "vocabulary.json", vocabulary)
             model.has_vocabulary = True
 
-    def put_part(self, model: Model, number: int, data: bytes, total_length: int, total_parts: int) -> None:
+    def put_part(self, model: Model, number: int, data: bytes, total_length: int, total_parts: int,
+                 overwrite: bool = False) -> None:
+        """`overwrite`: the package importer's allowOverwriting (a part stored again replaces the old one)."""
         with model.lock:
-            if number in model.parts or number in model.in_flight:
+            if (number in model.parts and not overwrite) or number in model.in_flight:
                 raise errors.already_exists(
                     f"Trained machine learning model chunked doc [{model.model_id}][{number}] already exists"
                 )

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import errors, security
+from . import errors, repository, security
 from .aliases import AliasApi, ModelAliases
 from .api import TrainedModels
 from .cluster import ClusterInfo
@@ -39,6 +39,7 @@ from .errors import EsError
 from .faults import FaultPlan
 from .inference_endpoints import InferenceEndpoints
 from .models import Store
+from .packages import PackagedModels
 from .releases import release
 from .rest import Request, Response, Route, check_params, route
 
@@ -55,6 +56,13 @@ class Options:
     max_content_length: int = 100 * 1024 * 1024
     fail: str | None = None
     quiet: bool = False
+    model_repository: str | None = None  # xpack.ml.model_repository; None: Elastic's default
+    config_dir: Path | None = None  # the node's config directory; None: <data_dir>/config
+    ml_platform: str = "linux-x86_64"
+
+
+class BootstrapFailure(Exception):
+    """A bootstrap check failed: the node does not start."""
 
 
 class App:
@@ -65,12 +73,20 @@ class App:
         self.release = release(options.es_version)
         options.data_dir.mkdir(parents=True, exist_ok=True)
         self.cluster = ClusterInfo.persistent(self.release, options.license, options.data_dir)
+        self.cluster.ml_platform = options.ml_platform
+        config_dir = options.config_dir or options.data_dir / "config"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        model_repository = options.model_repository or repository.DEFAULT_REPOSITORY
+        failure = repository.bootstrap_failure(model_repository, config_dir, self.release.version)
+        if failure is not None:
+            raise BootstrapFailure(failure)
         self.faults = FaultPlan.parse(options.fail)
         self.store = Store(options.data_dir)
         self.auth = security.Authenticator(options.user, options.api_key)
         self.aliases = ModelAliases(options.data_dir)
         self.deployments = Deployments(self.store, self.cluster, self.faults, self.aliases)
-        self.models = TrainedModels(self.store, self.cluster, self.deployments, self.faults, self.aliases)
+        packages = PackagedModels(self.store, self.cluster, model_repository)
+        self.models = TrainedModels(self.store, self.cluster, self.deployments, self.faults, self.aliases, packages)
         alias_api = AliasApi(self.store, self.aliases, self.cluster, self.deployments)
         self.endpoints = InferenceEndpoints(options.data_dir, self.store, self.cluster, self.deployments)
         self.routes: list[Route] = [

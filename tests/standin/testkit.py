@@ -49,13 +49,14 @@ def save(module: Any) -> bytes:
 MPNET_VOCAB = ["<s>", "<pad>", "</s>", "<unk>", *VOCAB[5:-1], "[UNK]", "<mask>"]
 
 
-def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
+def scripted(kind: str, width: int = 8, labels: int = 3, padding: int = 0) -> bytes:
     """Hand-written TorchScript modules taking bert's four inputs (the task shapes take two or four).
 
     kind: `embedding` ([1, width]), `classification` ([1, labels]), `tokens` ([1, seq, labels]),
     `pass_through` ([1, seq, width], the raw per-token output a pass_through task returns as is),
     `fill_mask` ([1, seq, len(VOCAB)]), `tril` (uses aten::tril), `from_file` (aten::from_file at the top of
-    forward), `hooks` (has __getstate__/__setstate__).
+    forward), `hooks` (has __getstate__/__setstate__). `padding`: an unused buffer of that many zero bytes, to make
+    an archive of several MiB (the model repository's 1 MiB parts).
     """
     from typing import Optional
 
@@ -88,7 +89,10 @@ def scripted(kind: str, width: int = 8, labels: int = 3) -> bytes:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.script(modules[kind]().eval())
+        plain = modules[kind]().eval()
+        if padding:
+            plain.register_buffer("padding", torch.zeros(padding, dtype=torch.uint8))
+        module = torch.jit.script(plain)
     return save(module)
 
 

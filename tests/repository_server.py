@@ -1,0 +1,111 @@
+"""A small HTTP model repository for tests: serves a directory, honours single `Range` GETs, logs every request.
+
+Test material only (not the product, not the stand-in). `Range: bytes=a-b` is answered 206 with those bytes; a
+range whose last byte is before its first is invalid and ignored (RFC 9110: 200 with the whole file); a range
+starting at or past the end is 416. `statuses` forces an answer (e.g. `{"/x.pt": 302}`). With `hold_bodies=N`,
+the `.pt` answers send their status line and headers at once, then hold their bodies until N requests for that
+file have arrived: a client that reads one body before opening the next connection never gets it. With `gate`,
+`.pt` bodies wait until the test sets it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Logged:
+    path: str
+    range: str | None
+    status: int
+
+
+@dataclass
+class RepositoryServer:
+    root: Path
+    statuses: dict[str, int] = field(default_factory=dict)
+    hold_bodies: int = 0
+    gate: threading.Event | None = None  # when set up, `.pt` bodies wait for it
+    log: list[Logged] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
+    _pt_requests: int = 0
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> RepositoryServer:
+        repo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                repo._answer(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def ranges(self, path: str) -> list[str | None]:
+        return [entry.range for entry in self.log if entry.path == path]
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        path, wanted = handler.path, handler.headers.get("Range")
+        file = self.root / path.lstrip("/")
+        forced = self.statuses.get(path)
+        if forced is not None or not file.is_file():
+            status = forced or 404
+            self.log.append(Logged(path, wanted, status))
+            handler.send_response(status)
+            if status in (301, 302, 303):
+                handler.send_header("Location", self.url + "/elsewhere")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        data = file.read_bytes()
+        status, body = _ranged(data, wanted)
+        self.log.append(Logged(path, wanted, status))
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.flush()
+        if path.endswith(".pt") and self.hold_bodies:
+            self._wait_for_all()
+        if path.endswith(".pt") and self.gate is not None:
+            self.gate.wait(60)
+        handler.wfile.write(body)
+
+    def _wait_for_all(self) -> None:
+        with self._arrived:
+            self._pt_requests += 1
+            self._arrived.notify_all()
+            self._arrived.wait_for(lambda: self._pt_requests >= self.hold_bodies, timeout=30)
+
+
+def _ranged(data: bytes, wanted: str | None) -> tuple[int, bytes]:
+    match = re.fullmatch(r"bytes=(\d+)-(\d+)", wanted or "")
+    if match is None:
+        return 200, data
+    first, last = int(match.group(1)), int(match.group(2))
+    if last < first:
+        return 200, data  # an invalid range is ignored
+    if first >= len(data):
+        return 416, b""
+    return 206, data[first:last + 1]
