@@ -127,24 +127,7 @@ def _packaged_id_problems(model_id: str) -> list[str]:
 
 def parse_model_config(model_id: str, raw: bytes, es_version: str) -> dict[str, Any]:
     """Validate a PUT body for `model_id`; return the config Elasticsearch would store."""
-    body, locations = parse_json(raw)
-    src = Source(raw.decode("utf-8", errors="replace"), locations)
-    version = parse_version(es_version)
-    if not isinstance(body, dict):
-        raise errors.parse_error(
-            locations.value(()), f"[trained_model_config] Expected START_OBJECT but was: {token_name(body)}")
-    read = _read_top_level(body, src, version)
-    body_id = read.get("model_id")
-    if body_id is not None and body_id != model_id:
-        raise errors.illegal_argument(
-            f"Inconsistent model_id; '{body_id}' specified in the body differs from '{model_id}' "
-            "specified as a URL argument"
-        )
-    # PutTrainedModelAction.Request.parseRequest builds the config before validating it when the body has no id.
-    field_names = _build(read, version) if body_id is None else None
-    _validate(model_id, read)
-    if field_names is None:
-        field_names = _build(read, version)
+    read, field_names = _parse_request(model_id, raw, es_version)
     if read["model_type"] != "pytorch":
         raise errors.not_emulated(task_configs.NOT_EMULATED_TREES)
     return stored_config(model_id, read, field_names, es_version)
@@ -154,6 +137,12 @@ def parse_packaged_config(model_id: str, raw: bytes, es_version: str) -> tuple[d
     """PutTrainedModelAction.Request for a packaged id (starting with `.`): the same parse, build and
     validate(true), whose packaged branch requires neither `model_type` nor `inference_config` and checks the id
     without its dot (and an optional `_SNAPSHOT` suffix). Returns what was read and the input field names."""
+    return _parse_request(model_id, raw, es_version)
+
+
+def _parse_request(model_id: str, raw: bytes, es_version: str) -> tuple[dict[str, Any], list[str]]:
+    """PutTrainedModelAction.Request.parseRequest: read the body, then build and validate it (the build comes
+    first when the body names no id, as the request's parser does)."""
     body, locations = parse_json(raw)
     src = Source(raw.decode("utf-8", errors="replace"), locations)
     version = parse_version(es_version)
