@@ -97,23 +97,11 @@ def check_fields(
             raise errors.parse_error(locations.value((*path, name)), f"[{parser}] failed to parse field [{name}]")
 
 
-def _id_problems(model_id: str) -> list[str]:
-    problems = []
-    if not ID_PATTERN.fullmatch(model_id) or model_id == "_all":
-        problems.append(
-            f"Invalid model_id; '{model_id}' can contain lowercase alphanumeric (a-z and 0-9), "
-            "hyphens or underscores; must start and end with alphanumeric"
-        )
-    if len(model_id) > ID_LENGTH_LIMIT:
-        problems.append(f"Invalid model_id; '{model_id}' cannot contain more than {ID_LENGTH_LIMIT} characters.")
-    return problems
-
-
-def _packaged_id_problems(model_id: str) -> list[str]:
-    """TrainedModelConfig.Builder.validate for a packaged id: the name without the dot and an optional `_SNAPSHOT`
-    suffix must be a valid id (Messages.INVALID_MODEL_PACKAGE_ID, whose text was not found in the sources read:
-    the stand-in uses INVALID_ID's); the length limit applies to the whole id."""
-    name = model_id[1:].removesuffix("_SNAPSHOT")
+def _id_problems(model_id: str, packaged: bool = False) -> list[str]:
+    """TrainedModelConfig.Builder.validate's id checks. A packaged id (TrainedModelConfig.isPackagedModel) checks the
+    name without the dot and an optional `_SNAPSHOT` suffix (Messages.INVALID_MODEL_PACKAGE_ID, whose text was not
+    found in the sources read: the stand-in uses INVALID_ID's); the length limit applies to the whole id."""
+    name = model_id[1:].removesuffix("_SNAPSHOT") if packaged else model_id
     problems = []
     if not ID_PATTERN.fullmatch(name) or name == "_all":
         problems.append(
@@ -283,7 +271,7 @@ def _validate(model_id: str, read: dict[str, Any]) -> None:
         problems.append("[model_type] must be set if [definition] is not defined.")
     if read.get("inference_config") is None and not packaged:
         problems.append("[inference_config] must not be null.")
-    problems += _packaged_id_problems(model_id) if packaged else _id_problems(model_id)
+    problems += _id_problems(model_id, packaged)
     tags = read.get("tags", [])
     bad_tags = [t for t in tags if not ID_PATTERN.fullmatch(t) or t == "_all" or len(t) > ID_LENGTH_LIMIT]
     if bad_tags:

@@ -16,7 +16,6 @@ Endpoints are persisted in `inference_endpoints.json` in the data directory (Ela
 from __future__ import annotations
 
 import json
-import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,6 @@ _TASK_FOR_CONFIG = {"text_embedding": ("text_embedding", (8, 13, 0)), "text_simi
                     "text_expansion": ("sparse_embedding", (8, 16, 0))}
 _TASK_TYPES = ("text_embedding", "sparse_embedding", "rerank", "completion", "chat_completion", "any")
 _RESERVED = (".elser-2-elasticsearch", ".multilingual-e5-small-elasticsearch", ".rerank-v1-elasticsearch")
-_ID = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")  # MlStrings.isValidId
 _VALIDATION_INPUT, _VALIDATION_QUERY = "how big", "test query"  # SimpleServiceIntegrationValidator
 _DEFAULT_CHUNKING = {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
 
@@ -107,7 +105,7 @@ class InferenceEndpoints:
     def _check_put_request(self, inference_id: str, task_type: str) -> None:
         if task_type not in _TASK_TYPES:
             raise errors.illegal_argument(f"Unknown task_type [{task_type}]")
-        if not _ID.fullmatch(inference_id):
+        if not config.ID_PATTERN.fullmatch(inference_id):  # MlStrings.isValidId
             raise errors.validation([f"Invalid inference_id; '{inference_id}' can contain lowercase alphanumeric "
                                      "(a-z and 0-9), hyphens or underscores; must start and end with alphanumeric"])
         if inference_id in _RESERVED:
