@@ -14,6 +14,8 @@ AUDIT_LOG = "ESBUNDLE_AUDIT_LOG"
 NO_PROGRESS = "ESBUNDLE_NO_PROGRESS"
 # Reproducible bundles: the creation time, as Unix seconds (the reproducible-builds convention).
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+# Where `export --elastic-model` fetches Elastic's packages (default: Elastic's model server).
+ELASTIC_MODELS_URL = "ESBUNDLE_ELASTIC_MODELS_URL"
 # Elasticsearch connection.
 ES_URL = "ES_URL"
 ES_USERNAME = "ES_USERNAME"

@@ -19,6 +19,7 @@ from bundler.cli.options import (
     signing_key_option,
 )
 from bundler.cli.travel import travel_options
+from bundler.elastic.export import PackageExportOptions, PackageExportResult, run_package_export
 from bundler.export import ExportOptions, ExportResult, run_export
 from bundler.export.options import POOLING_CHOICES, TASK_CHOICES
 from bundler.export.pipeline import EXTRA_HINT, accent_summary
@@ -32,7 +33,13 @@ from loader.errors import UsageError
 @click.option("--hub-model-id", metavar="ID", help="Hugging Face hub repository (ORG/NAME).")
 @click.option("--revision", metavar="REV", help="Branch, tag or commit of the hub repository (default: main).")
 @click.option("--model-dir", type=click.Path(path_type=Path), help="Local model folder (save_pretrained layout).")
-@click.option("--task-type", required=True, metavar="TASK",
+@click.option("--elastic-model", metavar="NAME",
+              help="One of Elastic's packaged models from its model repository (elser_model_2_linux-x86_64, "
+                   "elser_model_2, multilingual-e5-small, rerank-v1, ...).")
+@click.option("--elastic-models-url", metavar="URL",
+              help="Model repository to fetch --elastic-model from (default: $ESBUNDLE_ELASTIC_MODELS_URL, then "
+                   "https://ml-models.elastic.co/).")
+@click.option("--task-type", metavar="TASK",
               help="One of: " + ", ".join(TASK_CHOICES) + " (auto: from the architecture).")
 @signing_key_option
 @out_option
@@ -57,13 +64,30 @@ from loader.errors import UsageError
 @expires_option
 @travel_options
 @json_option
-def command(hub_model_id: str | None, revision: str | None, model_dir: Path | None, task_type: str,
-            signing_key: Path, out: Path, es_model_id: str | None, quantize: bool,
+def command(hub_model_id: str | None, revision: str | None, model_dir: Path | None, elastic_model: str | None,
+            elastic_models_url: str | None, task_type: str | None, signing_key: Path, out: Path,
+            es_model_id: str | None, quantize: bool,
             max_model_input_length: int | None, ingest_prefix: str | None, search_prefix: str | None,
             target_es_version: str | None, allow_newer_torch: bool, pooling: str | None, normalize: bool | None,
             allow_accent_difference: bool, allow_unsupported_ops: bool, part_size: int, bundle_version: int,
             expires_in: str, travel: TravelOptions, as_json: bool) -> None:
-    """Trace a Hugging Face model for Elasticsearch, check it, and write a signed bundle (connected side)."""
+    """Trace a Hugging Face model for Elasticsearch, check it, and write a signed bundle (connected side); or carry
+    one of Elastic's packaged models (--elastic-model)."""
+    context = click.get_current_context()
+    if elastic_model is not None:
+        _refuse_model_flags(context)
+        package = PackageExportOptions(
+            name=elastic_model, models_url=elastic_models_url, signing_key=signing_key, out=out,
+            target_es_version=target_es_version, allow_unsupported_ops=allow_unsupported_ops, part_size=part_size,
+            bundle_version=bundle_version, expires_in_days=parse_expires(expires_in), travel=travel)
+        result = run_package_export(package)
+        emit_json(result.to_json(), sort_keys=True) if as_json else emit(*package_summary(result))
+        return
+    if elastic_models_url is not None:
+        raise UsageError("--elastic-models-url applies to --elastic-model only")
+    if task_type is None:
+        raise UsageError("--task-type is required with --hub-model-id or --model-dir",
+                         hint="one of: " + ", ".join(TASK_CHOICES))
     options = ExportOptions(
         hub_model_id=hub_model_id, revision=revision, model_dir=model_dir, task_type=task_type,
         signing_key=signing_key, out=out, es_model_id=es_model_id, quantize=quantize,
@@ -80,6 +104,31 @@ def command(hub_model_id: str | None, revision: str | None, model_dir: Path | No
         emit_json(result.to_json(), sort_keys=True)
     else:
         emit(*summary(result))
+
+
+# What a package brings with it (its config, its tokenization, its weights): flags that would change those.
+_MODEL_FLAGS = ("hub_model_id", "revision", "model_dir", "task_type", "es_model_id", "quantize",
+                "max_model_input_length", "ingest_prefix", "search_prefix", "allow_newer_torch", "pooling",
+                "normalize", "allow_accent_difference")
+
+
+def _refuse_model_flags(context: click.Context) -> None:
+    given = [name for name in _MODEL_FLAGS
+             if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{flags}: not for --elastic-model, whose package fixes its model, id and configuration")
+
+
+def package_summary(result: PackageExportResult) -> tuple[str, ...]:
+    lines = [f"wrote {result.out}: {result.es_model_id} (package {result.package}, {result.task_type}, "
+             f"{result.tokenization}), {result.part_count} parts, {result.definition_bytes} bytes, "
+             f"bundle {result.bundle_id}",
+             f"fetched from {result.source_url}; size and sha256 match the package metadata"]
+    lines.append(f"graph measured; {result.samples} samples recorded for the smoke test" if result.graph_measured
+                 else "graph NOT measured and no samples recorded (torch is not installed here)")
+    lines.append(f"needs Elasticsearch {result.compatibility['min_es_version']}+")
+    return tuple(lines)
 
 
 def summary(result: ExportResult) -> tuple[str, ...]:

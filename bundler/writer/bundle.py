@@ -30,12 +30,14 @@ from bundler.sign import sign_manifest
 from bundler.writer import volumes
 from bundler.writer.travel import Travel
 from loader import __version__, settings
+from loader.bundle.content import sha256_file
 from loader.bundle.durable import fsync_dir, fsync_tree, rename_no_replace, write_durable
 from loader.bundle.verify import verify_bundle
 from loader.errors import ModelError, UsageError
 from loader.format import layout
-from loader.format.canonical import canonical_bytes
-from loader.format.manifest import SCHEMA_V1, Definition, FileEntry, Manifest, format_time
+from loader.format import package as packages
+from loader.format.canonical import JsonProblem, canonical_bytes, strict_loads
+from loader.format.manifest import SCHEMA_V1, Definition, FileEntry, Manifest, Package, format_time
 from loader.format.model_config import (
     TASK_TYPES,
     config_problems,
@@ -124,14 +126,69 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
                  compatibility: Mapping[str, Any] | None = None, created_at: datetime | None = None,
                  travel: Travel | None = None) -> Manifest:
     """Write a signed bundle at `out` (which must not exist) and return its manifest."""
-    travel = travel or Travel()
     refuse_existing(out)
     check_inputs(definition=definition, config=config, vocabulary=vocabulary, model_id=model_id,
                  task_type=task_type, bundle_version=bundle_version, part_size=part_size)
+    config_bytes = (json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    others = [_pack(layout.CONFIG, layout.ROLE_CONFIG, config_bytes, False),
+              _pack(layout.VOCABULARY, layout.ROLE_VOCABULARY, canonical_bytes(vocabulary), True)]
+    return _write(out, definition, others, model_id=model_id, task_type=task_type, signing_key=signing_key,
+                  bundle_version=bundle_version, expires_in_days=expires_in_days, part_size=part_size,
+                  provenance=provenance, samples=samples, compatibility=compatibility, created_at=created_at,
+                  travel=travel or Travel())
+
+
+def write_package_bundle(out: Path, *, definition: Path, metadata_bytes: bytes, vocabulary_bytes: bytes,
+                         package: Package, signing_key: SigningKey, bundle_version: int = 1,
+                         expires_in_days: int | None = 365, part_size: int = layout.DEFAULT_PART_SIZE,
+                         provenance: Mapping[str, Any] | None = None, samples: Sequence[Mapping[str, Any]] = (),
+                         compatibility: Mapping[str, Any] | None = None, created_at: datetime | None = None,
+                         travel: Travel | None = None) -> Manifest:
+    """Write a signed bundle of one of Elastic's packages: the `.pt` cut into parts, the metadata and vocabulary
+    kept byte for byte (the vocabulary compressed for the journey, its raw bytes identical)."""
+    refuse_existing(out)
+    check_identity(None, bundle_version, part_size)
+    problems = package_input_problems(package, metadata_bytes, vocabulary_bytes, definition)
+    if problems:
+        raise ModelError(f"package {package.name}: the cluster would refuse it:\n  " + "\n  ".join(problems))
+    others = [_pack(layout.PACKAGE_METADATA, layout.ROLE_PACKAGE_METADATA, metadata_bytes, False),
+              _pack(layout.VOCABULARY, layout.ROLE_VOCABULARY, vocabulary_bytes, True)]
+    return _write(out, definition, others, model_id=package.model_id, task_type=str(packages.task_of(
+                  package.metadata)), signing_key=signing_key, bundle_version=bundle_version,
+                  expires_in_days=expires_in_days, part_size=part_size, provenance=provenance, samples=samples,
+                  compatibility=compatibility, created_at=created_at, travel=travel or Travel(), package=package)
+
+
+def package_input_problems(package: Package, metadata_bytes: bytes, vocabulary_bytes: bytes,
+                           definition: Path) -> list[str]:
+    """What the verifier would refuse in a package, found before anything is written."""
+    try:
+        metadata = strict_loads(metadata_bytes)
+        vocabulary = strict_loads(vocabulary_bytes)
+    except JsonProblem as exc:
+        return [f"not acceptable JSON: {exc}"]
+    problems = packages.metadata_problems(metadata, package.name)
+    problems += [f"vocabulary: {p}" for p in packages.package_vocabulary_problems(vocabulary, len(vocabulary_bytes))]
+    if metadata != package.metadata:
+        problems.append("the metadata record differs from the metadata file")
+    if not problems:
+        problems += packages.definition_problems(metadata, definition.stat().st_size, sha256_file(definition))
+    return problems
+
+
+def _write(out: Path, definition: Path, others: list[_Stored], *, model_id: str, task_type: str,
+           signing_key: SigningKey, bundle_version: int, expires_in_days: int | None, part_size: int,
+           provenance: Mapping[str, Any] | None, samples: Sequence[Mapping[str, Any]],
+           compatibility: Mapping[str, Any] | None, created_at: datetime | None, travel: Travel,
+           package: Package | None = None) -> Manifest:
     created = creation_time(created_at)
+    others = others + [_pack(path, layout.ROLE_LOADER, source.read_bytes(), False)
+                       for path, source in travel.extra_files]
     with _staging(out) as tmp:
         parts, whole_sha256, total = _write_parts(tmp, definition, part_size)
-        files = tuple(parts) + _write_others(tmp, config, vocabulary, travel.extra_files)
+        for stored in others:
+            write_durable(tmp / stored.entry.path, stored.data)
+        files = tuple(parts) + tuple(s.entry for s in others)
         manifest = Manifest(
             schema=SCHEMA_V1, bundle_id=_bundle_id(model_id, bundle_version, created, whole_sha256, files,
                                                    signing_key.key_id),
@@ -141,6 +198,7 @@ def write_bundle(out: Path, *, definition: Path, config: Mapping[str, Any], voca
             definition=Definition(total_length=total, part_size=part_size, part_count=len(parts), sha256=whole_sha256),
             files=files, tools={"esbundle": __version__, "format": SCHEMA_V1},
             provenance=dict(provenance or {}), samples=tuple(samples), compatibility=dict(compatibility or {}),
+            package=package,
         )
         manifest = _place_on_volumes(manifest, travel)
         roots = _sign_and_lay_out(tmp, manifest, signing_key)
@@ -164,18 +222,6 @@ def _staging(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _write_others(tmp: Path, config: Mapping[str, Any], vocabulary: Mapping[str, Any],
-                  extra_files: Sequence[tuple[str, Path]]) -> tuple[FileEntry, ...]:
-    """The config (raw, readable), the vocabulary (compressed) and the loader's wheelhouse (raw)."""
-    config_bytes = (json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    others = [_pack(layout.CONFIG, layout.ROLE_CONFIG, config_bytes, False),
-              _pack(layout.VOCABULARY, layout.ROLE_VOCABULARY, canonical_bytes(vocabulary), True)]
-    others += [_pack(path, layout.ROLE_LOADER, source.read_bytes(), False) for path, source in extra_files]
-    for stored in others:
-        write_durable(tmp / stored.entry.path, stored.data)
-    return tuple(s.entry for s in others)
 
 
 def _bundle_id(model_id: str, bundle_version: int, created: datetime, definition_sha256: str,

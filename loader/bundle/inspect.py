@@ -51,13 +51,24 @@ def describe(root: Path, trusted: Mapping[str, Ed25519PublicKey] | None) -> dict
         "samples": len(manifest.samples),
         "compatibility": dict(manifest.compatibility),
         "tools": dict(manifest.tools),
+        "package": _package(manifest),
     }
+
+
+def _package(manifest: Manifest) -> dict[str, Any] | None:
+    package = manifest.package
+    if package is None:
+        return None
+    meta = package.metadata
+    return {"name": package.name, "source_url": package.source_url, "fetched_at": package.fetched_at,
+            "minimum_version": meta.get("minimum_version"), "platform_architecture": meta.get("platform_architecture"),
+            "sha256": meta.get("sha256"), "size": meta.get("size"), "description": meta.get("description")}
 
 
 def render(info: Mapping[str, Any]) -> list[str]:
     """One line per row; the command line prints each as exactly one line."""
     src = info["source"]
-    source = src.get("hub_model_id") or src.get("directory") or "-"
+    source = src.get("hub_model_id") or src.get("directory") or src.get("url") or "-"
     if src.get("commit_sha"):
         source += f" @ {src['commit_sha']}"
     rows = [
@@ -69,6 +80,11 @@ def render(info: Mapping[str, Any]) -> list[str]:
         ("created", info["created_at"]), ("expires", info["expires_at"] or "never"),
         ("samples", f"{info['samples']} recorded for the smoke test"),
     ]
+    package = info.get("package")
+    if package:
+        rows += [("package", f"{package['name']} (Elastic's packaged model), minimum_version "
+                  f"{package['minimum_version']}, platform {package['platform_architecture'] or 'any'}"),
+                 ("fetched", f"{package['fetched_at']} from {package['source_url']}")]
     compatibility = dict(info["compatibility"])
     graph = compatibility.pop("graph", None)
     compatibility.pop("deploys_on", None)  # recomputed below from the facts, with this release's data

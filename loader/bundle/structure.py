@@ -20,9 +20,16 @@ from loader.format.volumes import files_on
 
 # What the loader will hold in memory per file, by role. A signed manifest may still declare absurd sizes.
 ROLE_LIMITS = {layout.ROLE_CONFIG: layout.MAX_CONFIG_BYTES, layout.ROLE_VOCABULARY: layout.MAX_VOCABULARY_BYTES,
-               layout.ROLE_DEFINITION_PART: layout.MAX_PART_SIZE, layout.ROLE_LOADER: layout.MAX_LOADER_FILE_BYTES}
-# Stored as they are: the config for people to read, the wheelhouse for pip and sha256sum to use directly.
-RAW_ROLES = (layout.ROLE_CONFIG, layout.ROLE_LOADER)
+               layout.ROLE_DEFINITION_PART: layout.MAX_PART_SIZE, layout.ROLE_LOADER: layout.MAX_LOADER_FILE_BYTES,
+               layout.ROLE_PACKAGE_METADATA: layout.MAX_PACKAGE_METADATA_BYTES}
+# Stored as they are: the config and a package's metadata for people to read, the wheelhouse for pip and sha256sum
+# to use directly.
+RAW_ROLES = (layout.ROLE_CONFIG, layout.ROLE_LOADER, layout.ROLE_PACKAGE_METADATA)
+# The files besides the parts: an ordinary model has its Elasticsearch config; a package has its metadata instead,
+# from which the cluster builds the config.
+SINGLE_FILES = {False: ((layout.ROLE_CONFIG, layout.CONFIG), (layout.ROLE_VOCABULARY, layout.VOCABULARY)),
+                True: ((layout.ROLE_PACKAGE_METADATA, layout.PACKAGE_METADATA),
+                       (layout.ROLE_VOCABULARY, layout.VOCABULARY))}
 
 
 def structure_problems(manifest: Manifest) -> list[Problem]:
@@ -37,7 +44,7 @@ def structure_problems(manifest: Manifest) -> list[Problem]:
     problems += _volume_problems(manifest)
     if manifest.task_type not in TASK_TYPES:
         problems.append(Problem(layout.MANIFEST, "task type", f"unknown task type {manifest.task_type!r}"))
-    why = model_id_problem(manifest.model_id)
+    why = model_id_problem(manifest.model_id) if not manifest.is_package else None
     if why:
         problems.append(Problem(layout.MANIFEST, "model id", why))
     return problems
@@ -45,10 +52,13 @@ def structure_problems(manifest: Manifest) -> list[Problem]:
 
 def _role_problems(manifest: Manifest) -> list[Problem]:
     problems = []
-    for role, path in ((layout.ROLE_CONFIG, layout.CONFIG), (layout.ROLE_VOCABULARY, layout.VOCABULARY)):
+    for role, path in SINGLE_FILES[manifest.is_package]:
         found = [e.path for e in manifest.files if e.role == role]
         if found != [path]:
             problems.append(Problem(path, "layout", f"exactly one {role} file must be at {path}, found {found}"))
+    other = layout.ROLE_PACKAGE_METADATA if not manifest.is_package else layout.ROLE_CONFIG
+    problems += [Problem(e.path, "layout", f"a {'package' if manifest.is_package else 'model'} bundle has no {other} "
+                         "file") for e in manifest.files if e.role == other]
     loader_files = [e for e in manifest.files if e.role == layout.ROLE_LOADER]
     if len(loader_files) > layout.MAX_LOADER_FILES:
         problems.append(Problem(layout.LOADER_DIR, "layout", f"{len(loader_files)} wheelhouse files; at most "

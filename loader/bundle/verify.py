@@ -32,6 +32,7 @@ from loader.errors import (
     SignatureError,
 )
 from loader.format import layout
+from loader.format import package as packages
 from loader.format.canonical import JsonProblem, strict_loads
 from loader.format.cluster_metadata import bundle_metadata
 from loader.format.dsse import Envelope, verify_envelope
@@ -164,6 +165,8 @@ def _in_order(pool: ThreadPoolExecutor, work: Callable[[T], R], items: Sequence[
 
 def semantic_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
     """Step 9: config and vocabulary parse and fit Elasticsearch's rules (their bytes are already verified)."""
+    if manifest.package is not None:
+        return package_problems(volumes, manifest)
     problems: list[Problem] = []
     config_entry, vocab_entry = manifest.file(layout.ROLE_CONFIG), manifest.file(layout.ROLE_VOCABULARY)
     assert config_entry and vocab_entry  # structure_problems guarantees both
@@ -182,6 +185,37 @@ def semantic_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
         problems += [Problem(layout.VOCABULARY, "vocabulary", p) for p in vocabulary_problems(vocabulary, kind)]
     except JsonProblem as exc:
         problems.append(Problem(layout.VOCABULARY, "vocabulary", str(exc)))
+    return problems
+
+
+def package_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
+    """Step 9 for one of Elastic's packages: its metadata passes the cluster's checks, says what the signed manifest
+    says (name, task, the whole definition's size and sha256), and its vocabulary fits the package loader."""
+    package = manifest.package
+    meta_entry, vocab_entry = manifest.file(layout.ROLE_PACKAGE_METADATA), manifest.file(layout.ROLE_VOCABULARY)
+    assert package and meta_entry and vocab_entry  # structure_problems guarantees both
+    if not volumes.has(meta_entry):
+        return []
+    where = layout.PACKAGE_METADATA
+    try:
+        metadata = strict_loads(read_verified(volumes.root_of(meta_entry), meta_entry))
+    except JsonProblem as exc:
+        return [Problem(where, "package metadata", str(exc))]
+    problems = [Problem(where, "package metadata", p) for p in packages.metadata_problems(metadata, package.name)]
+    if not problems:
+        problems += [Problem(where, "package definition", p) for p in packages.definition_problems(
+            metadata, manifest.definition.total_length, manifest.definition.sha256)]
+        if metadata != package.metadata:
+            problems.append(Problem(where, "package metadata", "differs from the copy in the signed manifest"))
+        if packages.task_of(metadata) != manifest.task_type:
+            problems.append(Problem(where, "package metadata", f"is for {packages.task_of(metadata)!r}, the manifest "
+                                    f"says {manifest.task_type!r}"))
+    raw = read_verified(volumes.root_of(vocab_entry), vocab_entry)
+    try:
+        problems += [Problem(layout.VOCABULARY, "package vocabulary", p)
+                     for p in packages.package_vocabulary_problems(strict_loads(raw), len(raw))]
+    except JsonProblem as exc:
+        problems.append(Problem(layout.VOCABULARY, "package vocabulary", str(exc)))
     return problems
 
 
@@ -225,8 +259,7 @@ def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519Pub
     _stage("sha256", IntegrityError, found, report,
            f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match")
     _stage("content", LayoutError, semantic_problems(volumes, manifest), report,
-           "config and vocabulary fit Elasticsearch's rules"
-           if any(e.role == layout.ROLE_CONFIG for e in entries) else "config and vocabulary are on vol001, not given")
+           _content_text(manifest, entries))
     missing = volumes.missing(manifest)
     if missing and not allow_incomplete:
         raise IncompleteError(
@@ -235,6 +268,15 @@ def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519Pub
             hint="check the other media as they arrive; load needs all of them")
     return Verified(volumes=volumes, manifest=manifest, manifest_bytes=manifest_bytes, signer_key_id=signer,
                     checks=tuple(checks))
+
+
+def _content_text(manifest: Manifest, entries: Sequence[FileEntry]) -> str:
+    if not any(e.role == layout.ROLE_VOCABULARY for e in entries):
+        return "config and vocabulary are on vol001, not given"
+    if manifest.package is not None:
+        return (f"package {manifest.package.name}: metadata passes the cluster's checks and matches the definition; "
+                "vocabulary fits the package loader")
+    return "config and vocabulary fit Elasticsearch's rules"
 
 
 def _volumes_text(volumes: VolumeSet, manifest: Manifest) -> str:

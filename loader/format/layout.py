@@ -17,12 +17,14 @@ ENVELOPE = "manifest.dsse.json"
 CONFIG = "config.json"
 VOCABULARY = "vocabulary.json.zst"
 DEFINITION_DIR = "definition"
+PACKAGE_METADATA = "package/metadata.json"  # an Elastic package's `<name>.metadata.json`, byte for byte
 
 # Files a reader opens before anything is authenticated get hard caps: a hostile medium could hold a
 # multi-GB "manifest" to exhaust memory.
 MAX_MANIFEST_BYTES = 8 << 20
 MAX_ENVELOPE_BYTES = 12 << 20  # base64 of the manifest plus a little JSON
 MAX_CONFIG_BYTES = 1 << 20
+MAX_PACKAGE_METADATA_BYTES = 1 << 20
 MAX_VOCABULARY_BYTES = 64 << 20  # uncompressed; Elastic's own loader caps around 10 MB, leave room
 MAX_LOADER_FILE_BYTES = 64 << 20  # one wheel of the offline tool's wheelhouse (cryptography's is under 5 MB)
 MAX_LOADER_FILES = 256
@@ -41,7 +43,8 @@ ROLE_CONFIG = "config"
 ROLE_VOCABULARY = "vocabulary"
 ROLE_DEFINITION_PART = "definition_part"
 ROLE_LOADER = "loader"  # the offline tool's wheelhouse, carried with the bundle
-ROLES = (ROLE_CONFIG, ROLE_VOCABULARY, ROLE_DEFINITION_PART, ROLE_LOADER)
+ROLE_PACKAGE_METADATA = "package_metadata"
+ROLES = (ROLE_CONFIG, ROLE_VOCABULARY, ROLE_DEFINITION_PART, ROLE_LOADER, ROLE_PACKAGE_METADATA)
 LOADER_DIR = "loader"
 
 # Multi-volume bundles: OUT/vol001, OUT/vol002, ... each holding the signed manifest and envelope, a small

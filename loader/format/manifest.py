@@ -17,6 +17,7 @@ from loader.format import records
 from loader.format.canonical import JsonProblem, canonical_bytes, strict_loads
 from loader.format.layout import MANIFEST, ROLES
 from loader.format.model_config import model_id_problem
+from loader.format.package import name_problem, package_name
 from loader.format.records import fields_problem
 
 SCHEMA_V1 = "esbundle.manifest.v1"
@@ -117,6 +118,17 @@ def _check_records(samples: list[Any], compatibility: dict[str, Any], provenance
             raise _bad(f"manifest.samples[{i}]", why)
 
 
+def _check_model_id(model_id: str, package: Package | None) -> None:
+    """An ordinary model id never starts with a dot; a package's id is its name with one."""
+    if package is None:
+        why = model_id_problem(model_id)
+    else:
+        why = None if model_id == package.model_id else f"must be {package.model_id!r}, the package's id"
+        why = why or name_problem(package_name(model_id))
+    if why:
+        raise _bad("manifest.model_id", why)
+
+
 def _bad(where: str, what: str) -> LayoutError:
     return LayoutError(f"{MANIFEST}: field {where} {what}", hint="the bundle was not written by a compatible esbundle")
 
@@ -184,6 +196,37 @@ class Definition:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Package:
+    """One of Elastic's packaged models, carried as published: its name, the repository file names the cluster
+    asks for, the metadata it was published with (a copy of `package/metadata.json`, which is kept byte for byte),
+    where it was fetched from and when."""
+
+    name: str
+    metadata: Mapping[str, Any]
+    source_url: str
+    fetched_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "metadata": dict(self.metadata), "source_url": self.source_url,
+                "fetched_at": self.fetched_at}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Package:
+        f = _Fields(obj, "manifest.package", ("name", "metadata", "source_url", "fetched_at"))
+        name = f.str("name")
+        why = name_problem(name)
+        if why:
+            raise _bad("manifest.package.name", why)
+        f.str("fetched_at", _TIME)
+        return cls(name=name, metadata=f.obj_("metadata"), source_url=f.str("source_url"),
+                   fetched_at=obj["fetched_at"])
+
+    @property
+    def model_id(self) -> str:
+        return "." + self.name
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
     schema: str
     bundle_id: str
@@ -200,9 +243,11 @@ class Manifest:
     samples: tuple[Mapping[str, Any], ...] = ()
     compatibility: Mapping[str, Any] = field(default_factory=dict)
     volumes: int | None = None  # a multi-volume bundle: how many; every file names its volume
+    package: Package | None = None  # one of Elastic's packaged models (installed through a model repository)
 
     _TOP = ("schema", "bundle_id", "model_id", "task_type", "bundle_version", "created_at", "expires_at",
-            "signer_key_id", "definition", "files", "tools", "provenance", "samples", "compatibility", "volumes")
+            "signer_key_id", "definition", "files", "tools", "provenance", "samples", "compatibility", "volumes",
+            "package")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -214,6 +259,7 @@ class Manifest:
             "tools": dict(self.tools), "provenance": dict(self.provenance),
             "samples": [dict(s) for s in self.samples], "compatibility": dict(self.compatibility),
             **({"volumes": self.volumes} if self.volumes is not None else {}),
+            **({"package": self.package.to_json()} if self.package is not None else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -240,9 +286,8 @@ class Manifest:
         samples = f.list_("samples", optional=True)
         compatibility, provenance = f.obj_("compatibility"), f.obj_("provenance")
         _check_records(samples, compatibility, provenance)
-        why = model_id_problem(f.str("model_id"))
-        if why:
-            raise _bad("manifest.model_id", why)
+        package = Package.from_json(obj["package"]) if obj.get("package") is not None else None
+        _check_model_id(f.str("model_id"), package)
         files = tuple(FileEntry.from_json(item, f"files[{i}]") for i, item in enumerate(f.list_("files")))
         return cls(
             schema=schema, bundle_id=f.str("bundle_id", _UUID), model_id=f.str("model_id"),
@@ -250,12 +295,16 @@ class Manifest:
             created_at=obj["created_at"], expires_at=obj.get("expires_at"),
             signer_key_id=f.str("signer_key_id", _HEX64), definition=Definition.from_json(obj.get("definition")),
             files=files, tools=tools, provenance=provenance, samples=tuple(samples),
-            compatibility=compatibility, volumes=f.int("volumes", 1, optional=True),
+            compatibility=compatibility, volumes=f.int("volumes", 1, optional=True), package=package,
         )
 
     # Convenience views used by verify, inspect and load.
     def parts(self) -> list[FileEntry]:
         return sorted((e for e in self.files if e.role == "definition_part"), key=lambda e: e.part or 0)
+
+    @property
+    def is_package(self) -> bool:
+        return self.package is not None
 
     def file(self, role: str) -> FileEntry | None:
         return next((e for e in self.files if e.role == role), None)

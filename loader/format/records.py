@@ -54,6 +54,7 @@ COMPATIBILITY: dict[str, FieldCheck] = {
 SOURCE: dict[str, FieldCheck] = {
     "kind": _string, "hub_model_id": _optional_string, "revision": _optional_string,
     "commit_sha": _optional_string, "directory": _optional_string, "definition": _optional_string,
+    "url": _optional_string,
 }
 SAMPLE_INPUT: dict[str, FieldCheck] = {"text": _string, "text_pair": _string, "labels": _strings}
 # What the smoke test compares; other expected fields are informative and free.
