@@ -58,8 +58,10 @@ def trace_embedding(model_dir: Path, out: Path, padding: int = 0) -> bytes:
     import transformers
 
     model = transformers.BertModel.from_pretrained(str(model_dir)).eval()
-    ids = torch.tensor([[2, 30, 31, 32, 3]])
-    example = (ids, torch.ones_like(ids), torch.zeros_like(ids), torch.arange(5).unsqueeze(0))
+    # A padded batch of two lengths, so the padding path is recorded and no length is baked in.
+    ids = torch.tensor([[2, 30, 31, 32, 3], [2, 30, 3, 0, 0]])
+    mask = (ids != 0).long()
+    example = (ids, mask, torch.zeros_like(ids), torch.arange(5).expand_as(ids).contiguous())
     with torch.no_grad():
         traced = torch.jit.trace(_MeanPooled(model), example, strict=False)
     extra = {"padding": random.Random(0).randbytes(padding)} if padding else {}

@@ -5,12 +5,15 @@ range whose last byte is before its first is invalid and ignored (RFC 9110: 200 
 starting at or past the end is 416. `statuses` forces an answer (e.g. `{"/x.pt": 302}`). With `hold_bodies=N`,
 the `.pt` answers send their status line and headers at once, then hold their bodies until N requests for that
 file have arrived: a client that reads one body before opening the next connection never gets it. With `gate`,
-`.pt` bodies wait until the test sets it.
+`.pt` bodies wait until the test sets it. `bytes=a-` (to the end) is honoured too, and every 206 carries its
+`Content-Range`. With `cut_after={path: n}`, the next answer for that path promises the whole body but sends only
+its first n bytes and closes the connection (a download cut half way), once.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +34,7 @@ class RepositoryServer:
     statuses: dict[str, int] = field(default_factory=dict)
     hold_bodies: int = 0
     gate: threading.Event | None = None  # when set up, `.pt` bodies wait for it
+    cut_after: dict[str, int] = field(default_factory=dict)
     log: list[Logged] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _arrived: threading.Condition = field(default_factory=threading.Condition)
@@ -53,7 +57,11 @@ class RepositoryServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that hangs up early (a refused download) is expected here, not news
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -80,11 +88,20 @@ class RepositoryServer:
             handler.end_headers()
             return
         data = file.read_bytes()
-        status, body = _ranged(data, wanted)
+        status, body, first = _ranged(data, wanted)
         self.log.append(Logged(path, wanted, status))
         handler.send_response(status)
         handler.send_header("Content-Length", str(len(body)))
+        if status == 206:
+            handler.send_header("Content-Range", f"bytes {first}-{first + len(body) - 1}/{len(data)}")
         handler.end_headers()
+        cut = self.cut_after.pop(path, None)
+        if cut is not None:
+            handler.wfile.write(body[:cut])
+            handler.wfile.flush()
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            return
         handler.wfile.flush()
         if path.endswith(".pt") and self.hold_bodies:
             self._wait_for_all()
@@ -99,13 +116,15 @@ class RepositoryServer:
             self._arrived.wait_for(lambda: self._pt_requests >= self.hold_bodies, timeout=30)
 
 
-def _ranged(data: bytes, wanted: str | None) -> tuple[int, bytes]:
-    match = re.fullmatch(r"bytes=(\d+)-(\d+)", wanted or "")
+def _ranged(data: bytes, wanted: str | None) -> tuple[int, bytes, int]:
+    """(status, body, offset of the body's first byte)."""
+    match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted or "")
     if match is None:
-        return 200, data
-    first, last = int(match.group(1)), int(match.group(2))
-    if last < first:
-        return 200, data  # an invalid range is ignored
+        return 200, data, 0
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else len(data) - 1
+    if last < first and match.group(2):
+        return 200, data, 0  # an invalid range is ignored
     if first >= len(data):
-        return 416, b""
-    return 206, data[first:last + 1]
+        return 416, b"", 0
+    return 206, data[first:last + 1], first

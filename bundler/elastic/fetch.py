@@ -7,6 +7,7 @@ metadata's size and sha256 before anything else reads it, and a mismatch removes
 """
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import urllib.error
@@ -71,7 +72,7 @@ def fetch_small(url: str, cap: int, what: str) -> bytes:
     with _open(url) as response:
         try:
             data = response.read(cap + 1)
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise ModelError(f"{url}: the download of the {what} was cut ({exc})",
                              hint="run the same command again") from None
     if len(data) > cap:
@@ -93,9 +94,10 @@ def fetch_definition(url: str, target: Path, size: int, sha256: str, *, progress
     actual_size, digest = target.stat().st_size, sha256_file(target)
     if actual_size != size or digest != sha256:
         target.unlink()
+        got = f"more than {size}" if actual_size > size else str(actual_size)
         raise ModelError(
-            f"{url}: does not match its metadata: size expected [{size}] but got [{actual_size}]; sha256 expected "
-            f"[{sha256}] but got [{digest}]",
+            f"{url}: does not match its metadata: size expected [{size}] but got [{got}]; sha256 expected "
+            f"[{sha256}] but got [{digest if actual_size <= size else 'not computed'}]",
             hint="the model server or something between it and you changed the file; nothing was written")
 
 
@@ -107,6 +109,12 @@ def _stream(url: str, target: Path, offset: int, size: int, bar: Progress) -> No
         response, offset = _open(url), 0
     with response:
         start = _start_of(response, offset)
+        total = _total_of(response, start)
+        if total is not None and total != size:
+            target.unlink(missing_ok=True)
+            raise ModelError(f"{url}: does not match its metadata: size expected [{size}] but the server's file has "
+                             f"[{total}] bytes", hint="the model server holds another file than its metadata "
+                             "describes; nothing was written")
         mode = "ab" if start else "wb"
         written = start
         with open(target, mode) as out:
@@ -115,11 +123,11 @@ def _stream(url: str, target: Path, offset: int, size: int, bar: Progress) -> No
             try:
                 while chunk := response.read(CHUNK):
                     written += len(chunk)
-                    if written > size:
-                        break  # more than the metadata promised: the check below refuses it
                     out.write(chunk)
                     bar.advance(len(chunk))
-            except OSError as exc:
+                    if written > size:
+                        break  # more than the metadata promised: the check after the download refuses it
+            except (OSError, http.client.HTTPException) as exc:
                 raise ModelError(f"{url}: the download was cut after {written} of {size} bytes ({exc})",
                                  hint="run the same command again: it resumes where the download stopped") from None
             finally:
@@ -128,6 +136,15 @@ def _stream(url: str, target: Path, offset: int, size: int, bar: Progress) -> No
     if written < size:
         raise ModelError(f"{url}: the download was cut after {written} of {size} bytes",
                          hint="run the same command again: it resumes where the download stopped")
+
+
+def _total_of(response: urllib.response.addinfourl, start: int) -> int | None:
+    """The size of the whole file as the server states it (None when it does not say)."""
+    if response.status == 206:
+        total = _CONTENT_RANGE.match(response.headers.get("Content-Range", "")).group(3)  # type: ignore[union-attr]
+        return int(total) if total != "*" else None
+    length = response.headers.get("Content-Length")
+    return int(length) + start if length and length.isdigit() else None
 
 
 def _start_of(response: urllib.response.addinfourl, offset: int) -> int:

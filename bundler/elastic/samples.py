@@ -8,7 +8,6 @@ without samples, and the export says so.
 """
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,10 @@ def package_samples(definition: Path, metadata: Mapping[str, Any], vocabulary: S
     ((task, options),) = metadata["inference_config"].items()
     lower_case = bool(settings.get("do_lower_case", False))
     max_length = int(settings.get("max_sequence_length", DEFAULT_MAX_LENGTH))
-    with tempfile.TemporaryDirectory(prefix="esbundle-vocab-") as tmp:
-        vocab_file = Path(tmp) / "vocab.txt"
-        vocab_file.write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-        tokenizer = transformers.BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lower_case,
-                                                   model_max_length=max_length)
+    # Elasticsearch's BertTokenizer: WordPiece over this vocabulary, its special tokens by their usual names,
+    # accents stripped exactly when lower-casing (as Hugging Face's BERT normaliser does by default).
+    tokenizer = transformers.BertTokenizer(vocab={token: i for i, token in enumerate(vocabulary)},
+                                           do_lower_case=lower_case, model_max_length=max_length)
     traced = torch.jit.load(str(definition), map_location="cpu")
     traced.eval()
     return build_samples(traced=traced, tokenizer=tokenizer, inputs=INPUTS_BY_FAMILY[kind], task=task,

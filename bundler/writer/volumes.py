@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from loader.bundle.durable import write_durable
 from loader.errors import UsageError
@@ -86,9 +86,8 @@ def lay_out(tmp: Path, manifest: Manifest, manifest_bytes: bytes, envelope_bytes
         contents = (manifest_bytes, envelope_bytes, label_bytes(manifest, number))
         for name, data in zip(markers(number), contents, strict=True):
             write_durable(directory / name, data)
-    for leftover in (tmp / layout.DEFINITION_DIR, tmp / layout.LOADER_DIR):
-        if leftover.is_dir():
-            for sub in sorted(leftover.rglob("*"), reverse=True):
-                sub.rmdir()
-            leftover.rmdir()
+    # The directories the files were written into are empty now; deepest first.
+    emptied = {parent for e in manifest.files for parent in PurePosixPath(e.path).parents} - {PurePosixPath(".")}
+    for directory in sorted(emptied, key=lambda d: len(d.parts), reverse=True):
+        (tmp / directory).rmdir()
     return dirs
