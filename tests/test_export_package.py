@@ -91,6 +91,26 @@ def test_the_samples_are_what_the_hugging_face_model_answers(package: MadePackag
         assert abs(expected["norm"] - float(vector.norm())) < 1e-3
 
 
+def test_sentencepiece_samples_are_what_the_hugging_face_model_answers(tmp_path_factory: pytest.TempPathFactory,
+                                                                        run_cli: RunCli, keys: Keys,
+                                                                        tmp_path: Path) -> None:
+    """An E5-like package (xlm_roberta, pieces with scores): the cluster's Unigram tokenizer is rebuilt from the
+    package's vocabulary document alone, and its samples equal the model run with its own tokenizer."""
+    package = make_package(tmp_path_factory.mktemp("e5") / "models", "tiny-xlm", family="xlm_roberta")
+    served = RepositoryServer(package.directory).start()
+    try:
+        out = tmp_path / "bundle"
+        result = export(run_cli, keys, out, "tiny-xlm", served.url)
+    finally:
+        served.stop()
+    assert result.exit_code == 0, result.output
+    samples = json.loads((out / "manifest.json").read_bytes())["samples"]
+    assert len(samples) == 3
+    want = reference_embeddings(package, [s["input"]["text"] for s in samples])
+    for sample, vector in zip(samples, want, strict=True):
+        assert torch.allclose(torch.tensor(sample["expected"]["prefix"]), vector[:8], atol=1e-4)
+
+
 def test_inspect_names_the_package_and_its_source(server: RepositoryServer, run_cli: RunCli, keys: Keys,
                                                   tmp_path: Path) -> None:
     out = tmp_path / "bundle"

@@ -150,11 +150,11 @@ def _parse(data: bytes, url: str) -> dict[str, Any]:
 
 
 def _samples(definition: Path, fetched: _Fetched, log: StageLog) -> list[dict[str, Any]]:
-    why = why_no_samples(fetched.metadata)
+    why = why_no_samples(fetched.metadata, fetched.vocabulary)
     if why:
         log.warn(why)
         return []
-    samples = package_samples(definition, fetched.metadata, fetched.vocabulary.get("vocabulary", []))
+    samples = package_samples(definition, fetched.metadata, fetched.vocabulary)
     log.say(f"  {len(samples)} samples recorded for the smoke test")
     return samples
 
