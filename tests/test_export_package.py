@@ -21,6 +21,7 @@ import zstandard
 
 from tests.conftest import Keys, RunCli
 from tests.packages import MadePackage, make_package, reference_embeddings
+from tests.proxy_server import ProxyServer
 from tests.reference import definition_bytes
 from tests.repository_server import RepositoryServer
 
@@ -241,6 +242,27 @@ def test_bad_names_and_urls_are_refused(name: str, url: str | None, message: str
     assert message in result.output
     assert "secret" not in result.output
     assert left_behind(out) == []
+
+
+@pytest.mark.parametrize("bypass", [False, True], ids=["through-the-proxy", "no-proxy"])
+def test_downloads_honour_the_proxy_variables(bypass: bool, package: MadePackage, server: RepositoryServer,
+                                              monkeypatch: pytest.MonkeyPatch, run_cli: RunCli, keys: Keys,
+                                              tmp_path: Path) -> None:
+    proxy = ProxyServer().start()
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        if bypass:
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        out = tmp_path / "bundle"
+        result = export(run_cli, keys, out, "tiny-e5", server.url)
+    finally:
+        proxy.stop()
+    assert result.exit_code == 0, result.output
+    names = ("tiny-e5.metadata.json", "tiny-e5.vocab.json", "tiny-e5.pt")
+    assert proxy.relayed == ([] if bypass else [f"{server.url}/{name}" for name in names])
+    assert definition_bytes(out) == package.pt.read_bytes()
 
 
 def test_volumes_work_on_a_package_bundle(package: MadePackage, server: RepositoryServer, run_cli: RunCli,
