@@ -6,12 +6,12 @@ Test material only. A client that honours HTTP_PROXY sends it every plain-HTTP r
 """
 from __future__ import annotations
 
-import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.http_servers import serve_get
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _RELAYED_HEADERS = ("Content-Length", "Content-Range", "Content-Type")
@@ -28,20 +28,7 @@ class ProxyServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> ProxyServer:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                proxy._relay(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_get(self._relay)
         return self
 
     def stop(self) -> None:

@@ -18,7 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+
+from tests.http_servers import serve_get
 
 
 @dataclass
@@ -46,24 +47,7 @@ class RepositoryServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> RepositoryServer:
-        repo = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                repo._answer(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that hangs up early (a refused download) is expected here, not news
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_get(self._answer)
         return self
 
     def stop(self) -> None:

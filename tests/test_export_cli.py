@@ -17,6 +17,7 @@ from loader.format.manifest import Manifest
 from loader.releases.libtorch import parse_version
 from tests import models
 from tests.conftest import Keys, RunCli
+from tests.without_torch import run_without_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,19 +153,8 @@ def test_command_module_imports_no_torch() -> None:
 def test_without_torch_the_command_says_to_install_the_extra(zoo: dict[str, Path], tmp_path: Path) -> None:
     """As on the offline install: the heavy libraries cannot be imported."""
     pair = generate_keypair(tmp_path / "keys")
-    code = f"""
-import sys
-class Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "sentence_transformers", "huggingface_hub"):
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-sys.meta_path.insert(0, Absent())
-sys.argv = ["esbundle", "export", "--model-dir", {str(zoo['classifier'])!r}, "--task-type", "auto",
-            "--signing-key", {str(pair.private_path)!r}, "--out", {str(tmp_path / 'b')!r}]
-from bundler.cli.esbundle import main
-main()
-"""
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = run_without_torch("export", "--model-dir", zoo["classifier"], "--task-type", "auto", "--signing-key",
+                            pair.private_path, "--out", tmp_path / "b", timeout=120)
     assert run.returncode == 2, run.stderr
     assert "pip install 'esbundle[export]'" in run.stderr
     assert not (tmp_path / "b").exists()

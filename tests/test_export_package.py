@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +22,8 @@ from tests.packages import MadePackage, make_package, reference_embeddings
 from tests.proxy_server import ProxyServer
 from tests.reference import definition_bytes
 from tests.repository_server import RepositoryServer
+from tests.without_torch import run_without_torch
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL_ERROR, USAGE_ERROR = 9, 2
 
 
@@ -280,20 +278,9 @@ def test_without_torch_the_bundle_has_no_graph_facts_and_says_so(package: MadePa
                                                                   keys: Keys, tmp_path: Path) -> None:
     """As on a connected machine without the export extra: the package is carried, unmeasured, said plainly."""
     out = tmp_path / "bundle"
-    code = f"""
-import sys
-class Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "sentence_transformers", "huggingface_hub"):
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-sys.meta_path.insert(0, Absent())
-sys.argv = ["esbundle", "export", "--elastic-model", "tiny-e5", "--elastic-models-url", {server.url!r},
-            "--signing-key", {str(keys.pair.private_path)!r}, "--out", {str(out)!r}]
-from bundler.cli.esbundle import main
-main()
-"""
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={"PATH": "/usr/bin:/bin", "ESBUNDLE_NO_PROGRESS": "1"})
+    run = run_without_torch("export", "--elastic-model", "tiny-e5", "--elastic-models-url", server.url,
+                            "--signing-key", keys.pair.private_path, "--out", out,
+                            env={"PATH": "/usr/bin:/bin", "ESBUNDLE_NO_PROGRESS": "1"})
     assert run.returncode == 0, run.stderr
     assert "torch is not installed: the graph was not measured" in run.stderr
     assert "no samples recorded (torch is not installed)" in run.stderr

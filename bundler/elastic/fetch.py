@@ -49,7 +49,9 @@ class Repository:
 def _open(url: str, offset: int = 0) -> urllib.response.addinfourl:
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
-        return urllib.request.urlopen(request, timeout=TIMEOUT)
+        # A new opener each time: its ProxyHandler reads the proxy variables now (urlopen's shared one kept the
+        # first call's).
+        return urllib.request.build_opener().open(request, timeout=TIMEOUT)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise ModelError(f"{url}: not found (HTTP 404)",
