@@ -135,6 +135,6 @@ def test_every_command_module_is_registered_in_the_one_assembly() -> None:
     modules = [name for name in MODULES if name.startswith(("loader.cli.", "bundler.cli."))]
     commands = {name: getattr(importlib.import_module(name), "command", None) for name in modules}
     written = {name: c for name, c in commands.items() if isinstance(c, click.Command)}
-    assert len(written) == 8
+    assert len(written) == 9
     assert [name for name, c in written.items() if c not in registered] == []
     assert sorted(cli.commands) == sorted(c.name for c in written.values())

@@ -6,7 +6,7 @@ no torch: `esbundle verify` must start on the offline install.
 from __future__ import annotations
 
 from bundler.cli import export, keygen, pack
-from loader.cli import copy, inspect, load, status, verify
+from loader.cli import copy, inspect, load, repository, status, verify
 from loader.cli.group import build_group
 
 cli = build_group(
@@ -18,6 +18,7 @@ cli = build_group(
     copy.command,
     load.command,
     status.command,
+    repository.command,
 )
 
 
