@@ -290,3 +290,36 @@ def test_a_package_for_another_platform_warns_then_fails_to_start(tmp_path: Path
     refused = server.http("POST", "/_ml/trained_models/.tiny_linux-x86_64/deployment/_start")
     assert refused.status == 500 and message in refused.json()["error"]["reason"]
     server.kill()
+
+
+# --- what the cluster says about its repository and its ML nodes ---------------------------------------------
+
+def test_the_repository_setting_shows_under_defaults_with_its_yml_value(file_server: StandIn) -> None:
+    """RestClusterGetSettingsAction: `defaults` is ClusterSettings.diff(cluster settings, node settings), so a node
+    setting set in elasticsearch.yml shows there with the yml's value (Setting.getRaw); nothing was set persistent or
+    transient; `flat_settings` (Settings.FORMAT_PARAMS) keeps dotted keys, without it they nest."""
+    repository = file_server.options["model_repository"]
+    flat = file_server.http("GET", "/_cluster/settings?include_defaults=true&flat_settings=true")
+    assert flat.status == 200, flat.body[:300]
+    body = flat.json()
+    assert (body["persistent"], body["transient"]) == ({}, {})
+    assert body["defaults"]["xpack.ml.model_repository"] == repository
+    nested = file_server.http("GET", "/_cluster/settings?include_defaults=true").json()
+    assert nested["defaults"]["xpack"]["ml"]["model_repository"] == repository
+    # Without include_defaults the (empty) defaults are left out (RestClusterGetSettingsResponse.toXContent).
+    assert file_server.http("GET", "/_cluster/settings").json() == {"persistent": {}, "transient": {}}
+
+
+@pytest.mark.parametrize(("platform", "os_name", "os_arch"), [
+    ("linux-x86_64", "Linux", "amd64"),  # the JVM's os.arch on x86-64; Platforms.platformName maps amd64 to x86_64
+    ("linux-aarch64", "Linux", "aarch64"),
+])
+def test_without_the_setting_the_default_shows_and_nodes_report_their_os(tmp_path: Path, platform: str, os_name: str,
+                                                                         os_arch: str) -> None:
+    server = start_standin(tmp_path / "data", ml_platform=platform)
+    settings = server.http("GET", "/_cluster/settings?include_defaults=true&flat_settings=true").json()
+    assert settings["defaults"]["xpack.ml.model_repository"] == "https://ml-models.elastic.co"
+    (node,) = server.http("GET", "/_nodes").json()["nodes"].values()
+    assert "ml" in node["roles"]
+    assert (node["os"]["name"], node["os"]["arch"]) == (os_name, os_arch)  # OsInfo.toXContent
+    server.kill()

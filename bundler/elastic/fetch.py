@@ -18,9 +18,10 @@ from pathlib import Path
 
 from loader.bundle.content import sha256_file
 from loader.errors import ModelError, UsageError
+from loader.format.package import ELASTIC_REPOSITORY
 from loader.progress import Progress
 
-DEFAULT_URL = "https://ml-models.elastic.co/"
+DEFAULT_URL = ELASTIC_REPOSITORY + "/"
 CHUNK = 1 << 20
 TIMEOUT = 60
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")

@@ -1,6 +1,8 @@
 """`esbundle load`: verify offline, preflight the cluster, upload the verified bytes, confirm, deploy, prove.
 
-Nothing is sent before the bundle passed every offline check and the cluster passed every preflight check.
+Nothing is sent before the bundle passed every offline check and the cluster passed every preflight check. One of
+Elastic's packages is not uploaded: the cluster imports it from its model repository (package_import.py), and the
+load confirms it holds exactly the bundle's package before it goes on like any other.
 Progress reaches the caller as events (`Passed`, `Noted`, `SampleOutcome`); the command line formats them, so the
 text and `--json` outputs come from one source. Every attempt, refused, failed or done, leaves a receipt.
 """
@@ -21,14 +23,18 @@ from loader.cluster import receipt as receipts
 from loader.cluster.client import Cluster, Connection
 from loader.cluster.deploy import StartOptions, start
 from loader.cluster.journal import Journal
+from loader.cluster.package_import import IMPORT_TIMEOUT, import_package
 from loader.cluster.preflight import NOTHING_UPLOADED, LoadPlan, Overrides, preflight
 from loader.cluster.smoke import SampleOutcome, smoke_test
 from loader.cluster.upload import UploadStats, upload
 from loader.errors import ClusterError, EsbundleError
 from loader.format import layout
+from loader.format.manifest import Manifest
+from loader.format.package import DEFAULT_FIELD
 from loader.releases.libtorch import version_text
 
 RESUME_STEP = "run the same command again to resume: parts the cluster acknowledged are not sent again"
+PACKAGE_KEPT_STEP = "run the same command again: the imported package is kept and not imported twice"
 
 
 @dataclass(frozen=True)
@@ -94,12 +100,15 @@ def run_load(options: LoadOptions, on_event: OnEvent = _ignore) -> LoadResult:
     if options.dry_run:
         return LoadResult(outcome="dry-run", model_id=plan.model_id, bundle_id=verified.manifest.bundle_id,
                           plan=plan, receipt={**record, "outcome": "dry-run", "plan": plan.text})
-    stats = UploadStats()
+    stats, sent = UploadStats(), False
     try:
         stats = _upload(cluster, verified, plan, options, on_event)
+        sent = True
         allocation, outcomes = _deploy(cluster, verified, plan.model_id, options, on_event, endpoint_plan)
     except EsbundleError as exc:
-        exc.add_context(next_step=RESUME_STEP)
+        step = RESUME_STEP if not plan.package else PACKAGE_KEPT_STEP if sent else None  # import errors say theirs
+        if step:
+            exc.add_context(next_step=step)
         receipts.append({**record, **_stats(stats, cluster), "outcome": "failed",
                          "error": settings.scrub(exc.statement), "exit_code": exc.exit_code})
         raise
@@ -139,24 +148,34 @@ def _verify_and_preflight(options: LoadOptions,
 def _identity(verified: Verified, cluster: Cluster, plan: LoadPlan) -> dict[str, Any]:
     """The receipt's head: which bundle, signed by whom, into which cluster, under which id, doing what."""
     manifest = verified.manifest
+    package = {"package": _package_record(manifest, plan)} if manifest.package else {}
     return receipts.new_receipt(
         bundle_id=manifest.bundle_id, bundle_version=manifest.bundle_version,
         manifest_sha256=verified.manifest_sha256, signer_key_id=verified.signer_key_id,
         cluster_uuid=cluster.info.get("cluster_uuid"), cluster_name=cluster.info.get("cluster_name"),
         cluster_version=version_text(cluster.version), target=cluster.connection.target, model_id=plan.model_id,
-        action=plan.action, overrides=plan.overrides)
+        action=plan.action, overrides=plan.overrides, **package)
+
+
+def _package_record(manifest: Manifest, plan: LoadPlan) -> dict[str, Any]:
+    assert manifest.package is not None
+    return {"name": manifest.package.name, "sha256": manifest.definition.sha256,
+            "size": manifest.definition.total_length, "model_repository": plan.repository}
 
 
 def _upload(cluster: Cluster, verified: Verified, plan: LoadPlan, options: LoadOptions,
             on_event: OnEvent) -> UploadStats:
     model_id = plan.model_id
     if plan.action == "already-loaded":
-        on_event(Passed("upload", "parts", f"nothing to send: [{model_id}] already holds this bundle, fully defined"))
+        on_event(Passed("upload", "import" if plan.package else "parts",
+                        f"nothing to send: [{model_id}] already holds this bundle, fully defined"))
         return UploadStats()
     if plan.action == "replace":
         _release_endpoints(cluster, model_id, on_event)
         cluster.call(f"delete the model [{model_id}] it replaces",
                      lambda c: c.ml.delete_trained_model(model_id=model_id, force=True))
+    if plan.package:
+        return _import(cluster, verified, plan, options, on_event)
     journal = Journal(str(cluster.info.get("cluster_uuid")), model_id, verified.manifest.bundle_id)
     stats, _ = upload(cluster, verified, model_id, create=plan.action in ("create", "replace"), journal=journal,
                       concurrency=options.connection.concurrency, progress=options.progress)
@@ -165,10 +184,24 @@ def _upload(cluster: Cluster, verified: Verified, plan: LoadPlan, options: LoadO
     return stats
 
 
+def _import(cluster: Cluster, verified: Verified, plan: LoadPlan, options: LoadOptions,
+            on_event: OnEvent) -> UploadStats:
+    """The cluster imports the package from its model repository; nothing is uploaded part by part."""
+    imported = import_package(cluster, verified, plan.model_id, plan.repository,
+                              timeout=max(options.connection.timeout, IMPORT_TIMEOUT))
+    for warning in imported.warnings:
+        on_event(Noted(f"the cluster warned: {warning}"))
+    on_event(Passed("upload", "import", imported.detail))
+    return UploadStats()
+
+
 def _release_endpoints(cluster: Cluster, model_id: str, on_event: OnEvent) -> None:
     """Elasticsearch deletes a model an endpoint still uses only by force, leaving the endpoint broken: the
     endpoints go first."""
     for inference_id in endpoints.using_model(cluster, model_id):
+        if inference_id.startswith("."):  # Elastic's default endpoints cannot be deleted; they serve the new model
+            on_event(Noted(f"the reserved inference endpoint [{inference_id}] uses [{model_id}]: kept"))
+            continue
         endpoints.delete_endpoint(cluster, inference_id)
         on_event(Noted(f"deleted the inference endpoint [{inference_id}] that used the replaced model; "
                        f"--inference-id {inference_id} creates it again"))
@@ -204,9 +237,15 @@ def _smoke(cluster: Cluster, verified: Verified, model_id: str, on_event: OnEven
     if not manifest.samples:
         on_event(Noted("no samples recorded in the bundle: smoke test skipped"))
         return []
-    config = verified.read_json(layout.ROLE_CONFIG)
-    return _judged(smoke_test(cluster, model_id, manifest.task_type, config["input"]["field_names"][0],
-                              manifest.samples), on_event)
+    return _judged(smoke_test(cluster, model_id, manifest.task_type, _input_field(verified), manifest.samples),
+                   on_event)
+
+
+def _input_field(verified: Verified) -> str:
+    """The field `_infer` reads: the config's, or for a package the one the load gave it."""
+    if verified.manifest.is_package:
+        return DEFAULT_FIELD
+    return str(verified.read_json(layout.ROLE_CONFIG)["input"]["field_names"][0])
 
 
 def _judged(outcomes: list[SampleOutcome], on_event: OnEvent) -> list[SampleOutcome]:

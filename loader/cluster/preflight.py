@@ -2,7 +2,9 @@
 
 Order: reachable (done when connecting), licence, an ML node, the Elasticsearch version the bundle needs, the
 libtorch the cluster runs, the model id, and what the cluster already holds under that id (absent, this very
-bundle half or fully loaded, another bundle, a newer bundle). Any refusal raises before anything is written.
+bundle half or fully loaded, another bundle, a newer bundle). One of Elastic's packages (package.py) is also checked
+for the ML nodes' platform and the cluster's model repository, and what its id holds is judged by the package's
+sha256 and size. Any refusal raises before anything is written.
 """
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from loader.bundle.verify import Check, Verified
+from loader.cluster import package as packages
 from loader.cluster.client import Cluster
 from loader.errors import ClusterError, PolicyError, UsageError
 from loader.format.cluster_metadata import metadata_of
+from loader.format.manifest import Manifest
 from loader.format.model_config import model_id_problem
 from loader.releases.deployability import GraphFacts, accepting_ranges, refusal
 from loader.releases.libtorch import libtorch_for, max_file_version, parse_version, torch_version, version_text
@@ -33,11 +37,13 @@ class LoadPlan:
     """What preflight decided: the action on the model id, and the checks and notes that led to it."""
 
     model_id: str
-    action: str  # create | resume | replace | already-loaded
+    action: str  # create | resume | replace | already-loaded; for a package: import | replace | already-loaded
     part_count: int
     raw_bytes: int
     checks: tuple[Check, ...] = ()
     notes: tuple[str, ...] = ()
+    package: bool = False  # one of Elastic's packages: the cluster imports it from its model repository
+    repository: str | None = None  # the cluster's xpack.ml.model_repository (packages; None when not readable)
 
     @property
     def overrides(self) -> list[str]:
@@ -49,6 +55,10 @@ class LoadPlan:
     def text(self) -> str:
         if self.action == "already-loaded":
             return f"nothing to do: [{self.model_id}] already holds this bundle"
+        if self.package:
+            verb = {"import": "have the cluster import", "replace": "delete and have the cluster import again"}
+            return (f"would {verb[self.action]} [{self.model_id}] from its model repository "
+                    f"({self.repository or 'not readable'}): {self.raw_bytes} bytes; esbundle sends no part")
         verb = {"create": "create", "resume": "resume", "replace": "delete and re-create"}[self.action]
         return (f"would {verb} [{self.model_id}]: config, vocabulary, {self.part_count} definition parts, "
                 f"{self.raw_bytes} raw bytes")
@@ -75,8 +85,7 @@ def _licence(cluster: Cluster) -> Check:
     return Check("licence", f"{kind}, {status}")
 
 
-def _ml_node(cluster: Cluster) -> Check:
-    nodes = cluster.call("list the nodes", lambda c: c.nodes.info())["nodes"]
+def _ml_node(nodes: dict[str, Any]) -> Check:
     ml = [n.get("name", node_id) for node_id, n in nodes.items() if "ml" in (n.get("roles") or [])]
     if not ml:
         raise ClusterError("the cluster has no machine learning node (no node with the `ml` role)",
@@ -92,9 +101,10 @@ def _runtime(cluster: Cluster, verified: Verified, overrides: Overrides, notes: 
     checks = []
     minimum = compat.get("min_es_version")
     if minimum and cluster.version < parse_version(str(minimum)):
-        _refuse(overrides, notes,
-                f"the bundle needs Elasticsearch {minimum} or later; the cluster runs {cluster_version}")
-    checks.append(Check("version", f"cluster {cluster_version}, bundle needs {minimum or 'any'}"))
+        _refuse(overrides, notes, _too_old(verified.manifest, str(minimum), cluster_version))
+    package = verified.manifest.package
+    wanted = f" (package minimum_version {package.metadata.get('minimum_version')})" if package else ""
+    checks.append(Check("version", f"cluster {cluster_version}, bundle needs {minimum or 'any'}{wanted}"))
     libtorch = libtorch_for(cluster.version)
     traced = compat.get("traced_with_torch") or provenance.get("libraries", {}).get("torch")
     graph = GraphFacts.from_json(compat["graph"]) if isinstance(compat.get("graph"), dict) else None
@@ -127,6 +137,15 @@ def _runtime(cluster: Cluster, verified: Verified, overrides: Overrides, notes: 
         notes.append("the cluster strips accents this model keeps; the publisher accepted that at export "
                      "(--allow-accent-difference): answers on accented text differ from the model's")
     return checks
+
+
+def _too_old(manifest: Manifest, minimum: str, cluster_version: str) -> str:
+    if manifest.package is None:
+        return f"the bundle needs Elasticsearch {minimum} or later; the cluster runs {cluster_version}"
+    name, wanted = manifest.package.name, manifest.package.metadata.get("minimum_version")
+    return (f"the package {name} needs Elasticsearch {minimum} or later (its minimum_version is {wanted}, which "
+            f"Elasticsearch checks as: The model [{name}] requires that all nodes are at least version [{wanted}]); "
+            f"the cluster runs {cluster_version}")
 
 
 def _refuse(overrides: Overrides, notes: list[str], reason: str, hint_text: str | None = None) -> None:
@@ -171,19 +190,49 @@ def _runtime_checked(cluster: Cluster, verified: Verified, overrides: Overrides,
                           outcome=NOTHING_UPLOADED, hint="ask the publisher for a bundle written by esbundle") from None
 
 
-def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Overrides) -> LoadPlan:
+def _check_model_id(model_id: str, manifest: Manifest) -> None:
+    if manifest.package is not None:
+        if model_id != manifest.package.model_id:
+            raise UsageError(f"--es-model-id {model_id}: one of Elastic's packages installs only under its own id "
+                             f"[{manifest.package.model_id}]", hint="leave out --es-model-id")
+        return
     why = model_id_problem(model_id)
     if why:
         raise UsageError(f"--es-model-id: {why}")
     if model_id.startswith("."):
         raise UsageError(f"--es-model-id {model_id}: ids starting with '.' are reserved for Elastic's own models")
+
+
+def _package_checks(cluster: Cluster, verified: Verified, nodes: dict[str, Any], overrides: Overrides,
+                    notes: list[str]) -> tuple[list[Check], str | None]:
+    """The variant runs on the ML nodes; the cluster's model repository is not Elastic's server on the internet."""
+    package = verified.manifest.package
+    assert package is not None
+    platform, problem = packages.platform_check(package, nodes, notes)
+    if problem:
+        _refuse(overrides, notes, problem, hint_text=packages.platform_hint(package))
+    repository, setting = packages.repository_check(cluster, package.model_id, notes)
+    notes += packages.samples_note(verified.manifest)
+    return [platform, repository], setting.value if setting else None
+
+
+def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Overrides) -> LoadPlan:
     m = verified.manifest
+    _check_model_id(model_id, m)
     notes: list[str] = []
     checks = [Check("reachable", f"{cluster.connection.target}: {cluster.info.get('cluster_name')} "
                     f"({cluster.info.get('cluster_uuid')}), Elasticsearch {version_text(cluster.version)}"),
-              _licence(cluster), _ml_node(cluster), *_runtime_checked(cluster, verified, overrides, notes)]
-    existing = get_model(cluster, model_id)
-    action, check = _existing(existing, verified, overrides, model_id, notes)
-    checks.append(check)
+              _licence(cluster)]
+    nodes = cluster.call("list the nodes", lambda c: c.nodes.info())["nodes"]
+    checks += [_ml_node(nodes), *_runtime_checked(cluster, verified, overrides, notes)]
+    repository = None
+    if m.is_package:
+        package_checks, repository = _package_checks(cluster, verified, nodes, overrides, notes)
+        action, check = packages.held_check(get_model(cluster, model_id), m, model_id, overrides.replace)
+        checks += [*package_checks, check]
+    else:
+        action, check = _existing(get_model(cluster, model_id), verified, overrides, model_id, notes)
+        checks.append(check)
     return LoadPlan(model_id=model_id, action=action, part_count=m.definition.part_count,
-                    raw_bytes=m.definition.total_length, checks=tuple(checks), notes=tuple(notes))
+                    raw_bytes=m.definition.total_length, checks=tuple(checks), notes=tuple(notes),
+                    package=m.is_package, repository=repository)

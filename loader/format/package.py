@@ -15,6 +15,10 @@ from typing import Any
 
 from loader.format.model_config import MAX_MODEL_ID_LEN, MODEL_ID_RE, config_problems
 
+# The cluster's setting naming its model repository, and its default: Elastic's server on the internet
+# (MachineLearningPackageLoader.MODEL_REPOSITORY, DEFAULT_ML_MODELS_REPOSITORY).
+REPOSITORY_SETTING = "xpack.ml.model_repository"
+ELASTIC_REPOSITORY = "https://ml-models.elastic.co"
 METADATA_SUFFIX = ".metadata.json"  # ModelLoaderUtils.METADATA_FILE_EXTENSION
 MODEL_SUFFIX = ".pt"  # ModelLoaderUtils.MODEL_FILE_EXTENSION
 # The package loader reads at most this much of a vocabulary (older releases 10 MB).

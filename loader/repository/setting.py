@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loader.format.package import DEFAULT_FIELD
-
-SETTING = "xpack.ml.model_repository"
+from loader.format.package import REPOSITORY_SETTING as SETTING
 
 
 def file_url(directory: Path) -> str:
@@ -33,7 +32,8 @@ def _apply(url: str) -> list[str]:
 
 def _put(ids: Sequence[str]) -> list[str]:
     body = json.dumps({"input": {"field_names": [DEFAULT_FIELD]}}, separators=(",", ":"))
-    return [f"then install the model: PUT _ml/trained_models/{model_id}?wait_for_completion=true {body}"
+    return [f"then install the model [{model_id}] and prove it: esbundle load BUNDLE --trusted-key PUB --url ... "
+            f"--start (or by hand: PUT _ml/trained_models/{model_id}?wait_for_completion=true {body})"
             for model_id in ids]
 
 

@@ -1,7 +1,7 @@
-"""The cluster-level answers: `GET /`, `GET /_license`, `GET /_nodes`, `GET /_ml/info`.
+"""The cluster-level answers: `GET /`, `GET /_license`, `GET /_nodes`, `GET /_ml/info`, `GET /_cluster/settings`.
 
 Owns the emulated cluster's identity (names, uuid, one node with the `ml` role) and how the
-`--es-version` and `--license` options show in these documents.
+`--es-version`, `--license`, `--ml-platform` and `--model-repository` options show in these documents.
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .releases import Release
+
+# Platforms.platformName run backwards: the JVM's `os.name` and `os.arch` (OsInfo in nodes info) that give an ML
+# node's `<os>-<arch>`; platformName lower-cases the name, maps "mac os x" to darwin, any "windows*" to windows,
+# and the arch "amd64" to x86_64, "i386" to x86.
+_OS_NAMES = {"linux": "Linux", "darwin": "Mac OS X", "windows": "Windows Server 2022"}
+_OS_ARCHS = {"x86_64": "amd64", "x86": "i386"}
+MODEL_REPOSITORY = "xpack.ml.model_repository"
 
 # Lucene release per Elasticsearch major.minor, for the version block (informational only).
 _LUCENE = {(8, 5): "9.4.1", (8, 19): "9.12.2", (9, 0): "10.1.0", (9, 1): "10.2.2", (9, 2): "10.3.1"}
@@ -28,6 +35,7 @@ class ClusterInfo:
     name: str = "standin-node-0"
     cluster_name: str = "esbundle-standin"
     ml_platform: str = "linux-x86_64"  # the ML node's `<os>-<arch>` (MlPlatformArchitecturesUtil); --ml-platform
+    node_settings: dict[str, str] = field(default_factory=dict)  # elasticsearch.yml (only what the stand-in reads)
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
     @classmethod
@@ -104,7 +112,16 @@ class ClusterInfo:
                 "ml.allocated_processors_double": "2.0",
                 "xpack.installed": "true",
             },
+            "os": self.os_info(),
         }
+
+    def os_info(self) -> dict[str, Any]:
+        """OsInfo.toXContent, with the name and arch that Platforms.platformName turns into `--ml-platform`."""
+        system, _, arch = self.ml_platform.partition("-")
+        name = _OS_NAMES.get(system, system)
+        return {"refresh_interval_in_millis": 1000, "name": name, "pretty_name": name,
+                "arch": _OS_ARCHS.get(arch, arch), "version": "6.8.0", "available_processors": 2,
+                "allocated_processors": 2}
 
     def nodes(self) -> dict[str, Any]:
         return {
@@ -131,3 +148,26 @@ class ClusterInfo:
                 "total_ml_memory": "3gb",
             },
         }
+
+    def settings(self, include_defaults: bool, flat: bool) -> dict[str, Any]:
+        """RestClusterGetSettingsAction: no persistent or transient settings (`PUT _cluster/settings` is not
+        emulated); with `include_defaults`, ClusterSettings.diff(cluster settings, node settings) puts a node-scope
+        setting that elasticsearch.yml sets under `defaults`, with the yml's value (Setting.getRaw), else its default.
+        The stand-in lists only the settings it emulates; `defaults` is left out when empty, as
+        RestClusterGetSettingsResponse does."""
+        answer: dict[str, Any] = {"persistent": {}, "transient": {}}
+        if include_defaults and self.node_settings:
+            answer["defaults"] = dict(self.node_settings) if flat else _structured(self.node_settings)
+        return answer
+
+
+def _structured(flat: dict[str, str]) -> dict[str, Any]:
+    """Settings.toXContent without `flat_settings`: `a.b.c: v` becomes `{"a": {"b": {"c": v}}}`."""
+    tree: dict[str, Any] = {}
+    for key, value in sorted(flat.items()):
+        *path, last = key.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return tree

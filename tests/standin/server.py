@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from . import errors, repository, security
 from .aliases import AliasApi, ModelAliases
 from .api import TrainedModels
-from .cluster import ClusterInfo
+from .cluster import MODEL_REPOSITORY, ClusterInfo
 from .deployments import Deployments
 from .errors import EsError
 from .faults import FaultPlan
@@ -80,6 +80,7 @@ class App:
         failure = repository.bootstrap_failure(model_repository, config_dir, self.release.version)
         if failure is not None:
             raise BootstrapFailure(failure)
+        self.cluster.node_settings = {MODEL_REPOSITORY: model_repository}
         self.faults = FaultPlan.parse(options.fail)
         self.store = Store(options.data_dir)
         self.auth = security.Authenticator(options.user, options.api_key)
@@ -96,6 +97,9 @@ class App:
                   ("local", "accept_enterprise")),
             route("GET", "/_nodes", lambda r: Response(200, self.cluster.nodes()), ("flat_settings", "timeout")),
             route("GET", "/_ml/info", lambda r: Response(200, self.cluster.ml_info())),
+            route("GET", "/_cluster/settings", lambda r: Response(200, self.cluster.settings(
+                r.flag("include_defaults"), r.flag("flat_settings"))),
+                  ("include_defaults", "local", "master_timeout", "flat_settings", "settings_filter")),
             *self.models.routes(),
             *self.deployments.routes(),
             *alias_api.routes(),
