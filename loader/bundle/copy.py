@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loader.bundle.content import check_file, read_capped
 from loader.bundle.structure import file_set_problems, structure_problems
-from loader.bundle.tree import LinkSafeTree, kind, lstat_at, mode_at, open_file, plain_names
+from loader.bundle.tree import LinkSafeTree, drop_cache, kind, lstat_at, mode_at, open_file, plain_names
 from loader.bundle.verify import verify_bundle
 from loader.bundle.volumes import VolumeSet, agreement_problems, locate
 from loader.errors import EsbundleError, IntegrityError, LayoutError, Problem, SignatureError, UsageError
@@ -284,17 +284,6 @@ def _install(dst: LinkSafeTree, rel: str, chunks: Iterable[bytes], bar: Progress
     return written
 
 
-def _drop_cache(dst: LinkSafeTree, rel: str) -> None:
-    """Ask the OS to forget its cached copy, so the read-back comes from the medium (best effort)."""
-    fd = open_file(dst, rel) if hasattr(os, "posix_fadvise") else None
-    if fd is not None:
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def _copy_items(source: _Source, src: LinkSafeTree, dst: LinkSafeTree, progress: bool | None) -> CopyReport:
     present = {item.path: _present(dst, item) for item in source.items}
     needed = sum(item.size for item in source.items if present[item.path] != item.size)
@@ -315,7 +304,7 @@ def _copy_items(source: _Source, src: LinkSafeTree, dst: LinkSafeTree, progress:
             report.copied += 1
     dst.fsync_dirs()
     for item in source.items:
-        _drop_cache(dst, item.path)
+        drop_cache(dst, item.path)
     return report
 
 

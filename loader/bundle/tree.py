@@ -133,3 +133,15 @@ def open_file(tree: LinkSafeTree, rel: str) -> int | None:
         raise tree.refusal(rel, f"is no longer a regular file {tree.misplaced}")
     os.set_blocking(fd, True)
     return fd
+
+
+def drop_cache(tree: LinkSafeTree, rel: str) -> None:
+    """Flush a written file and ask the OS to forget its cached copy, so a read-back comes from the medium (best
+    effort: where the OS has no such call, the read-back reads the cache)."""
+    fd = open_file(tree, rel) if hasattr(os, "posix_fadvise") else None
+    if fd is not None:
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)

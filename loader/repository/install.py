@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loader.bundle.tree import LinkSafeTree, open_file
+from loader.bundle.tree import LinkSafeTree, drop_cache, open_file
 from loader.errors import EsbundleError, IntegrityError, Problem, UsageError
 from loader.repository.files import PackageFiles, RepositoryFile
 
@@ -141,20 +141,10 @@ def _write(tree: LinkSafeTree, file: RepositoryFile) -> None:
     os.fsync(tree.fd)  # the new name is durable before the next file (and the metadata last)
 
 
-def _drop_cache(tree: LinkSafeTree, name: str) -> None:
-    """Ask the OS to forget its cached copy, so the read-back comes from the disk (best effort)."""
-    fd = open_file(tree, name) if hasattr(os, "posix_fadvise") else None
-    if fd is not None:
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def _read_back(tree: LinkSafeTree, files: Sequence[RepositoryFile]) -> None:
     problems = []
     for file in files:
-        _drop_cache(tree, file.name)
+        drop_cache(tree, file.name)
         found = _digest(tree, file.name)
         if found != Found(file.size, file.sha256):
             what = "missing" if found is None else f"{found.size} bytes, sha256 {found.sha256}"
