@@ -14,14 +14,18 @@ class _Quiet(ThreadingHTTPServer):
         pass  # a client that hangs up early (a refused download) is expected in these tests, not news
 
 
-def serve_get(answer: Callable[[BaseHTTPRequestHandler], None]) -> ThreadingHTTPServer:
-    """A server on 127.0.0.1 whose GETs (HTTP/1.1) are answered by `answer`, serving on a daemon thread."""
+def serve_get(answer: Callable[[BaseHTTPRequestHandler], None],
+              methods: tuple[str, ...] = ("GET",)) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1 whose requests of `methods` (HTTP/1.1) are answered by `answer`, serving on a daemon
+    thread."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:
-            answer(self)
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_") and name[3:] in methods:
+                return lambda: answer(self)
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -1,5 +1,6 @@
-"""A small forwarding HTTP proxy for tests: takes absolute-URI GETs (`GET http://host/path`), relays them with their
-Range header to the origin, answers with the origin's status, length, range and body, and logs every URL relayed.
+"""A small forwarding HTTP proxy for tests: takes absolute-URI requests of any method (`PUT http://host/path`),
+relays them with their headers and body to the origin, answers with the origin's status, headers and body, and logs
+every request relayed (method and URL). With `refuse=True` it answers every request 502 without relaying it.
 
 Test material only. A client that honours HTTP_PROXY sends it every plain-HTTP request; one that bypasses it
 (NO_PROXY) leaves the log empty.
@@ -14,12 +15,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from tests.http_servers import serve_get
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_RELAYED_HEADERS = ("Content-Length", "Content-Range", "Content-Type")
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+               "transfer-encoding", "upgrade", "host", "content-length"}
+METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
 
 
 @dataclass
 class ProxyServer:
-    relayed: list[str] = field(default_factory=list)
+    relayed: list[str] = field(default_factory=list)  # URLs, in order
+    methods: list[str] = field(default_factory=list)  # the method of each
+    proxy_authorization: list[str | None] = field(default_factory=list)
+    refuse: bool = False
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -28,7 +34,7 @@ class ProxyServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> ProxyServer:
-        self._server = serve_get(self._relay)
+        self._server = serve_get(self._relay, METHODS)
         return self
 
     def stop(self) -> None:
@@ -38,15 +44,28 @@ class ProxyServer:
 
     def _relay(self, handler: BaseHTTPRequestHandler) -> None:
         self.relayed.append(handler.path)
-        headers = {"Range": handler.headers["Range"]} if handler.headers.get("Range") else {}
+        self.methods.append(handler.command)
+        self.proxy_authorization.append(handler.headers.get("Proxy-Authorization"))
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        if self.refuse:
+            self._answer(handler, 502, b"", {})
+            return
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
+        request = urllib.request.Request(handler.path, data=body, headers=headers, method=handler.command)
         try:
-            with _DIRECT.open(urllib.request.Request(handler.path, headers=headers), timeout=30) as answer:
-                status, body, sent = answer.status, answer.read(), answer.headers
+            with _DIRECT.open(request, timeout=60) as answer:
+                status, data, sent = answer.status, answer.read(), answer.headers
         except urllib.error.HTTPError as exc:
-            status, body, sent = exc.code, exc.read(), exc.headers
+            status, data, sent = exc.code, exc.read(), exc.headers
+        self._answer(handler, status, data, {k: v for k, v in sent.items() if k.lower() not in _HOP_BY_HOP})
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str]) -> None:
         handler.send_response(status)
-        for name in _RELAYED_HEADERS:
-            if sent.get(name):
-                handler.send_header(name, sent[name])
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
-        handler.wfile.write(body)
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
