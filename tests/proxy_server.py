@@ -58,14 +58,16 @@ class ProxyServer:
                 status, data, sent = answer.status, answer.read(), answer.headers
         except urllib.error.HTTPError as exc:
             status, data, sent = exc.code, exc.read(), exc.headers
-        self._answer(handler, status, data, {k: v for k, v in sent.items() if k.lower() not in _HOP_BY_HOP})
+        length = sent.get("Content-Length") if handler.command == "HEAD" else None  # a HEAD's length is the GET's
+        self._answer(handler, status, data, {k: v for k, v in sent.items() if k.lower() not in _HOP_BY_HOP}, length)
 
     @staticmethod
-    def _answer(handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str]) -> None:
+    def _answer(handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str],
+                length: str | None = None) -> None:
         handler.send_response(status)
         for name, value in headers.items():
             handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Content-Length", length or str(len(data)))
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(data)

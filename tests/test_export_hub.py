@@ -6,9 +6,6 @@ refused before any weight is downloaded. Nothing leaves the machine.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,19 +17,16 @@ from loader.bundle.trust import load_trusted_keys
 from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
 from tests import models
+from tests.hub_export import TOKEN, export, files_containing, shared_repos
 from tests.hub_server import HubServer, Repo
-
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "hf_test_token_0123456789"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
     root = tmp_path_factory.mktemp("hub-models")
     server = HubServer()
-    server.add(Repo.from_folder("tiny-org/bert-classifier", models.bert(root / "cls", labels=["NO", "YES"])))
-    server.add(Repo.from_folder("tiny-org/private-ner", models.bert(
-        root / "ner", "AutoModelForTokenClassification", ["O", "B-ORG", "I-ORG"]), token=TOKEN))
+    for repo in shared_repos(root):
+        server.add(repo)
     server.add(Repo.from_folder("tiny-org/gpt2-tokenizer", models.unsupported_tokenizer(root / "gpt2")))
     server.add(Repo.from_folder("tiny-org/legacy-weights", models.with_legacy_weights(
         models.bert(root / "legacy", labels=["NO", "YES"], seed=12))))
@@ -49,16 +43,6 @@ def publisher(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 @pytest.fixture(scope="module")
 def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hf-home")
-
-
-def export(hub: HubServer, hf_home: Path, publisher: KeyPair, out: Path, *args: str,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "ESBUNDLE_"))}
-    environment.update(HF_ENDPOINT=hub.url, HF_HOME=str(hf_home), PYTHONPATH=str(ROOT), HF_HUB_DISABLE_TELEMETRY="1",
-                       **(env or {}))
-    command = [sys.executable, "-m", "bundler", "export", "--signing-key",
-               str(publisher.private_path), "--out", str(out), "--json", *args]
-    return subprocess.run(command, env=environment, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def test_hub_download_records_the_commit(hub: HubServer, hf_home: Path, publisher: KeyPair, tmp_path: Path) -> None:
@@ -110,7 +94,7 @@ def test_private_repository_needs_the_token(hub: HubServer, hf_home: Path, publi
     assert manifest.provenance["source"]["revision"] == repo.sha
     # The token opens the repository; it never lands in the bundle or in anything printed.
     assert TOKEN not in allowed.stdout + allowed.stderr
-    assert not [p for p in (tmp_path / "allowed").rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert not files_containing(tmp_path / "allowed", TOKEN)
 
 
 def test_unsupported_tokenizer_is_refused_before_the_weights(hub: HubServer, hf_home: Path, publisher: KeyPair,

@@ -21,16 +21,23 @@ from bundler.cli.options import (
 from bundler.cli.travel import travel_options
 from bundler.elastic.export import PackageExportOptions, PackageExportResult, run_package_export
 from bundler.export import ExportOptions, ExportResult, run_export
-from bundler.export.options import POOLING_CHOICES, TASK_CHOICES
+from bundler.export.options import AUTO, HUB_ID, POOLING_CHOICES, TASK_CHOICES, hub_model_id_directory
 from bundler.export.pipeline import EXTRA_HINT, accent_summary
+from bundler.export.source import given_hub_token
 from bundler.options import parse_expires
 from bundler.writer.travel import TravelOptions
+from loader import settings
 from loader.cli.output import emit, emit_json
 from loader.errors import UsageError
 
 
 @click.command("export")
-@click.option("--hub-model-id", metavar="ID", help="Hugging Face hub repository (ORG/NAME).")
+@click.option("--hub-model-id", metavar="ID",
+              help="Hugging Face hub repository (ORG/NAME), or a local model folder as with eland (an existing "
+                   "directory wins; the default --es-model-id is then derived from the path as given).")
+@click.option("--hub-access-token", metavar="TOKEN",
+              help=f"Hub token for private or gated models (default: ${settings.HUB_ACCESS_TOKEN}, then "
+                   f"${settings.HF_TOKEN}, then the login saved by `hf auth login`). Never recorded.")
 @click.option("--revision", metavar="REV", help="Branch, tag or commit of the hub repository (default: main).")
 @click.option("--model-dir", type=click.Path(path_type=Path), help="Local model folder (save_pretrained layout).")
 @click.option("--elastic-model", metavar="NAME",
@@ -39,8 +46,8 @@ from loader.errors import UsageError
 @click.option("--elastic-models-url", metavar="URL",
               help="Model repository to fetch --elastic-model from (default: $ESBUNDLE_ELASTIC_MODELS_URL, then "
                    "https://ml-models.elastic.co/).")
-@click.option("--task-type", metavar="TASK",
-              help="One of: " + ", ".join(TASK_CHOICES) + " (auto: from the architecture).")
+@click.option("--task-type", metavar="TASK", default=AUTO, show_default=True,
+              help="One of: " + ", ".join(TASK_CHOICES) + " (auto: from the architecture; dashes as well).")
 @signing_key_option
 @out_option
 @click.option("--es-model-id", metavar="ID", help="Model id in Elasticsearch (default: derived from the source).")
@@ -64,8 +71,8 @@ from loader.errors import UsageError
 @expires_option
 @travel_options
 @json_option
-def command(hub_model_id: str | None, revision: str | None, model_dir: Path | None, elastic_model: str | None,
-            elastic_models_url: str | None, task_type: str | None, signing_key: Path, out: Path,
+def command(hub_model_id: str | None, hub_access_token: str | None, revision: str | None, model_dir: Path | None,
+            elastic_model: str | None, elastic_models_url: str | None, task_type: str, signing_key: Path, out: Path,
             es_model_id: str | None, quantize: bool,
             max_model_input_length: int | None, ingest_prefix: str | None, search_prefix: str | None,
             target_es_version: str | None, allow_newer_torch: bool, pooling: str | None, normalize: bool | None,
@@ -73,6 +80,7 @@ def command(hub_model_id: str | None, revision: str | None, model_dir: Path | No
             expires_in: str, travel: TravelOptions, as_json: bool) -> None:
     """Trace a Hugging Face model for Elasticsearch, check it, and write a signed bundle (connected side); or carry
     one of Elastic's packaged models (--elastic-model)."""
+    settings.register_secret(hub_access_token)  # before anything can print it
     context = click.get_current_context()
     if elastic_model is not None:
         _refuse_model_flags(context)
@@ -85,9 +93,9 @@ def command(hub_model_id: str | None, revision: str | None, model_dir: Path | No
         return
     if elastic_models_url is not None:
         raise UsageError("--elastic-models-url applies to --elastic-model only")
-    if task_type is None:
-        raise UsageError("--task-type is required with --hub-model-id or --model-dir",
-                         hint="one of: " + ", ".join(TASK_CHOICES))
+    if hub_model_id and HUB_ID.fullmatch(hub_model_id) and hub_model_id_directory(hub_model_id):
+        emit(f"note: --hub-model-id {hub_model_id}: a directory of that name exists here, so it is exported (as "
+             "eland does); run from another directory to download it from the hub", err=True)
     options = ExportOptions(
         hub_model_id=hub_model_id, revision=revision, model_dir=model_dir, task_type=task_type,
         signing_key=signing_key, out=out, es_model_id=es_model_id, quantize=quantize,
@@ -97,7 +105,8 @@ def command(hub_model_id: str | None, revision: str | None, model_dir: Path | No
         allow_unsupported_ops=allow_unsupported_ops, part_size=part_size,
         bundle_version=bundle_version, expires_in_days=parse_expires(expires_in), travel=travel)
     try:
-        result = run_export(options)
+        with given_hub_token(hub_access_token):
+            result = run_export(options)
     except ModuleNotFoundError as exc:  # torch or transformers absent: the offline install
         raise UsageError(f"esbundle export needs {exc.name}, which is not installed here", hint=EXTRA_HINT) from None
     if as_json:
@@ -107,7 +116,7 @@ def command(hub_model_id: str | None, revision: str | None, model_dir: Path | No
 
 
 # What a package brings with it (its config, its tokenization, its weights): flags that would change those.
-_MODEL_FLAGS = ("hub_model_id", "revision", "model_dir", "task_type", "es_model_id", "quantize",
+_MODEL_FLAGS = ("hub_model_id", "hub_access_token", "revision", "model_dir", "task_type", "es_model_id", "quantize",
                 "max_model_input_length", "ingest_prefix", "search_prefix", "allow_newer_torch", "pooling",
                 "normalize", "allow_accent_difference")
 

@@ -5,6 +5,7 @@ where torch is absent, so it must import nothing heavy (the standard library, `l
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -19,11 +20,13 @@ AUTO = "auto"
 TASK_CHOICES = (*TASK_TYPES, AUTO)
 # How a plain transformers encoder's token states become one text_embedding vector (pooling.EmbeddingPooling).
 POOLING_CHOICES = ("mean", "cls", "max")
+HUB_ID = re.compile(r"[\w.\-]+(/[\w.\-]+)?")  # ORG/NAME, or a bare NAME
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExportOptions(BundleOptions):
-    """One export. Exactly one of `hub_model_id` and `model_dir` names the source."""
+    """One export. Exactly one of `hub_model_id` and `model_dir` names the source; `hub_model_id` may also be a local
+    directory, as with eland (`check_options` turns it into `model_dir`)."""
 
     task_type: str = AUTO
     hub_model_id: str | None = None
@@ -90,14 +93,39 @@ def derive_es_model_id(source_name: str) -> str:
     return text or "model"
 
 
+def hub_model_id_directory(text: str) -> Path | None:
+    """The local directory a --hub-model-id names, if it names one. eland hands --hub-model-id to transformers'
+    `from_pretrained`, which loads an existing directory and asks the hub only otherwise: so an existing directory
+    wins, even one named like ORG/NAME in the working directory."""
+    path = os.path.expanduser(text)
+    return Path(path) if os.path.isdir(path) else None
+
+
+def _hub_model_id_as_directory(options: ExportOptions, directory: Path) -> ExportOptions:
+    """--hub-model-id DIR means --model-dir DIR, except for the default model id: eland derives it from the text as
+    given (`/data/models/e5` -> `data__models__e5`), where --model-dir uses the folder's name (`e5`)."""
+    text = options.hub_model_id or ""
+    if options.revision:
+        raise UsageError(f"--revision applies to a hub repository, and --hub-model-id {text} is a local directory")
+    return replace(options, hub_model_id=None, model_dir=directory,
+                   es_model_id=options.es_model_id or derive_es_model_id(text))
+
+
 def check_options(options: ExportOptions) -> ExportOptions:
-    """Refuse contradictory or malformed options before anything is loaded; return them with the task normalised."""
+    """Refuse contradictory or malformed options before anything is loaded; return them with the task normalised
+    and a --hub-model-id that names a local directory turned into `model_dir`."""
     if (options.hub_model_id is None) == (options.model_dir is None):
         raise UsageError("give exactly one source: --hub-model-id ID or --model-dir DIR")
+    if options.hub_model_id is not None:
+        directory = hub_model_id_directory(options.hub_model_id)
+        if directory is not None:
+            options = _hub_model_id_as_directory(options, directory)
+        elif not HUB_ID.fullmatch(options.hub_model_id):
+            raise UsageError(f"--hub-model-id {options.hub_model_id!r} is neither a hub repository id (ORG/NAME) "
+                             "nor an existing directory",
+                             hint="for a local model folder give the path of an existing directory")
     if options.revision and not options.hub_model_id:
         raise UsageError("--revision applies to --hub-model-id only")
-    if options.hub_model_id is not None and not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", options.hub_model_id):
-        raise UsageError(f"--hub-model-id {options.hub_model_id!r} is not a hub repository id (ORG/NAME)")
     if options.max_model_input_length is not None and options.max_model_input_length < 2:
         raise UsageError("--max-model-input-length must be at least 2 tokens")
     if options.pooling is not None and options.pooling not in POOLING_CHOICES:

@@ -2,8 +2,14 @@
 
 The connected side's one network chokepoint: nothing else in the export talks to the hub, and everything after
 this stage loads from the local folder it returns (transformers is always given a path, never a hub id).
-`huggingface_hub` itself honours HF_TOKEN (private models), HF_HUB_OFFLINE (serve from the cache only),
-HF_HOME / HF_HUB_CACHE and HF_ENDPOINT; we pass none of them explicitly so its own precedence applies.
+
+The token (private and gated models) is passed to `huggingface_hub` as an argument, never through the environment:
+--hub-access-token > HUB_ACCESS_TOKEN (eland's name) > HF_TOKEN (`settings.hub_token`); with none of them
+`huggingface_hub` uses the token saved by `hf auth login`. It is registered as a secret, so the error boundary
+scrubs it, and it is never part of a `Source`'s description (which is what the bundle records).
+`huggingface_hub` itself honours HF_HUB_OFFLINE (serve from the cache only), HF_HOME / HF_HUB_CACHE and HF_ENDPOINT,
+and its HTTP client (httpx, trust_env on) honours HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, lower-case forms
+too: we leave all of those to it, and only scrub credentials written into a proxy URL.
 
 Downloads happen in two steps: the small files first (configs, tokenizer), so an unsupported tokenizer or a task
 that does not fit is refused before gigabytes of weights arrive; then the weights.
@@ -12,6 +18,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,10 @@ IGNORE_PATTERNS = [
 WEIGHT_PATTERNS = ["*.safetensors"]
 LEGACY_WEIGHT_PATTERNS = ["*.bin", "*.pt", "*.pth"]
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+# --hub-access-token of the export under way: set around the export by the command (`given_hub_token`), because
+# the pipeline hands this module ids only; read by `_hub_download` with the environment behind it.
+_GIVEN_TOKEN: ContextVar[str | None] = ContextVar("hub_access_token", default=None)
+TOKEN_HINT = f"give a token that can read it: --hub-access-token, or {settings.HUB_ACCESS_TOKEN} or {settings.HF_TOKEN}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,17 @@ class Source:
         return {"kind": "directory", "directory": str(self.path)}
 
 
+@contextmanager
+def given_hub_token(token: str | None) -> Iterator[None]:
+    """Use `token` (--hub-access-token; None: not given) for the hub downloads made inside the block."""
+    settings.register_secret(token)
+    reset = _GIVEN_TOKEN.set(token)
+    try:
+        yield
+    finally:
+        _GIVEN_TOKEN.reset(reset)
+
+
 def local_source(directory: Path) -> Source:
     path = directory.expanduser()
     if not path.exists():
@@ -70,27 +94,38 @@ def _hub_download(hub_model_id: str, revision: str | None, **patterns: Any) -> P
         GatedRepoError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
-    settings.register_secret(settings.get("HF_TOKEN"))  # scrubbed from anything the error boundary prints
+    token, origin = settings.hub_token(_GIVEN_TOKEN.get())
+    settings.register_secret(token)  # scrubbed from anything the error boundary prints
+    settings.register_proxy_secrets()
+    with_token = f"the token from {origin}" if origin else "no token (other than one saved by `hf auth login`)"
     what = f"hub model {hub_model_id}" + (f" at revision {revision}" if revision else "")
     try:
-        return Path(snapshot_download(hub_model_id, revision=revision, **patterns))
+        return Path(snapshot_download(hub_model_id, revision=revision, token=token, **patterns))
     except GatedRepoError:
-        raise ModelError(f"{what}: gated; access has not been granted to this token",
-                         hint="accept the model's terms on the hub, then set HF_TOKEN") from None
+        raise ModelError(f"{what}: gated; access has not been granted to {with_token}",
+                         hint="accept the model's terms on the hub, then " + TOKEN_HINT) from None
     except RevisionNotFoundError:
         raise ModelError(f"{what}: no such revision (branch, tag or commit)") from None
     except RepositoryNotFoundError:
-        raise ModelError(f"{what}: not found, or private and not readable with the current token",
-                         hint="check the id; for a private model set HF_TOKEN to a token that can read it") from None
-    except LocalEntryNotFoundError:
-        raise ModelError(f"{what}: not in the local cache and the hub cannot be reached (HF_HUB_OFFLINE is set "
-                         "or the network is down)",
-                         hint="download it once while online, or unset HF_HUB_OFFLINE") from None
+        raise ModelError(f"{what}: not found, or private and not readable with {with_token}",
+                         hint="check the id (a path is taken for a local folder only if that directory exists); for a "
+                              "private model " + TOKEN_HINT) from None
+    except LocalEntryNotFoundError as exc:
+        if isinstance(exc.__cause__, OfflineModeIsEnabled):
+            raise ModelError(f"{what}: not in the local cache, and HF_HUB_OFFLINE forbids downloading it",
+                             hint="download it once while online, or unset HF_HUB_OFFLINE") from None
+        cause = str(exc.__cause__ or "no answer").splitlines()[0]
+        raise ModelError(f"{what}: the hub could not be reached ({cause}), and the model is not in the local cache",
+                         hint="check the network; behind a proxy set HTTPS_PROXY (HTTP_PROXY for an http:// "
+                              "HF_ENDPOINT), and NO_PROXY for the hosts reached directly") from None
     except HfHubHTTPError as exc:
+        if exc.response.status_code == 401:  # the hub's answer to a token it does not know (revoked, mistyped)
+            raise ModelError(f"{what}: the hub refused {with_token} (401 Unauthorized)", hint=TOKEN_HINT) from None
         raise ModelError(f"{what}: the hub refused the download ({exc})") from None
     except OSError as exc:  # connection failures surface as OSError subclasses
         raise ModelError(f"{what}: download failed ({exc})") from None
