@@ -89,9 +89,10 @@ def run_cli() -> Callable[..., Result]:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Never let a developer's own settings or keys leak into a test.
+    # Never let a developer's own settings, keys, cloud id or proxies leak into a test.
     for name in list(os.environ):
-        if name.startswith(("ESBUNDLE_", "ES_")):
+        if name.startswith(("ESBUNDLE_", "ES_")) or name.upper() in (
+                "CLOUD_ID", "HUB_ACCESS_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ESBUNDLE_AUDIT_LOG", str(tmp_path / "receipts.jsonl"))
 

@@ -48,11 +48,14 @@ def sha256(path: Path) -> str:
 
 
 def offline_env(home: Path) -> dict[str, str]:
-    """No index, no config file, no find-links from this machine, and a proxy that refuses every connection."""
+    """No index, no config file, no find-links from this machine, and a proxy that refuses every connection (but
+    not for the local stand-in, which `load` reaches directly)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.upper().startswith(("PIP_", "PYTHONPATH", "ESBUNDLE_", "HTTP_PROXY", "HTTPS_PROXY"))}
+           if not k.upper().startswith(("PIP_", "PYTHONPATH", "ESBUNDLE_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                                          "ALL_PROXY"))}
     env.update(PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
-               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", HOME=str(home),
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1",
+               HOME=str(home),
                ESBUNDLE_NO_PROGRESS="1")
     return env
 

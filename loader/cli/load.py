@@ -7,12 +7,14 @@ from typing import Any
 import click
 
 from loader.cli.connection import build_connection, connection_options
+from loader.cli.eland import OfflineCommand
 from loader.cli.options import trusted_key_option, trusted_keys_from
 from loader.cli.output import emit, emit_json
 from loader.cluster.deploy import StartOptions
 from loader.cluster.endpoints import EndpointOptions
 from loader.cluster.load import LoadEvent, LoadOptions, LoadResult, Noted, Passed, run_load
 from loader.cluster.preflight import Overrides
+from loader.cluster.privileges import LoadNeeds, load_role
 from loader.cluster.smoke import SampleOutcome
 from loader.errors import UsageError
 
@@ -58,12 +60,13 @@ def _endpoint_options(inference_id: str | None, adaptive: str | None) -> Endpoin
     return EndpointOptions(inference_id, (int(low), int(high)))
 
 
-@click.command("load")
-@click.argument("bundle", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.command("load", cls=OfflineCommand)
+@click.argument("bundle", nargs=-1, type=click.Path(path_type=Path))  # required, but not with --print-role
 @trusted_key_option
 @connection_options
 @click.option("--es-model-id", help="Model id in the cluster (default: the bundle's).")
-@click.option("--replace", is_flag=True, help="Delete a model held under the id by another bundle, then load.")
+@click.option("--replace", "--clear-previous", "replace", is_flag=True,
+              help="Delete a model held under the id by another bundle, then load (--clear-previous: eland's name).")
 @click.option("--allow-downgrade", is_flag=True, help="Allow replacing a newer bundle_version (recorded).")
 @click.option("--force", is_flag=True, help="Load although preflight says the cluster cannot run it (recorded).")
 @click.option("--dry-run", is_flag=True, help="Verify and preflight, print the plan, write nothing.")
@@ -80,13 +83,23 @@ def _endpoint_options(inference_id: str | None, adaptive: str | None) -> Endpoin
               "MAX allocations (with --inference-id; 8.15+).")
 @click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="Parts in flight.")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON only.")
+@click.option("--print-role", is_flag=True, help="Print the role this load needs with these flags (the body of PUT "
+              "_security/role/NAME) and exit; connects to nothing, BUNDLE may be left out.")
 def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], es_model_id: str | None, replace: bool,
             allow_downgrade: bool, force: bool, dry_run: bool, start_: bool, wait_for: str, allocations: int | None,
             threads: int | None, priority: str | None, smoke_test: bool | None, inference_id: str | None,
-            adaptive_allocations: str | None, concurrency: int, as_json: bool, **conn: Any) -> None:
+            adaptive_allocations: str | None, concurrency: int, as_json: bool, print_role: bool, **conn: Any) -> None:
     """Verify BUNDLE offline, check the cluster, upload exactly the verified bytes, optionally deploy.
 
     BUNDLE is a bundle directory or all of its volumes (vol001, vol002, ...)."""
+    if print_role:  # the same role for every bundle (loader/cluster/privileges.py)
+        role, notes = load_role(LoadNeeds(start=start_ or inference_id is not None, endpoint=inference_id is not None,
+                                          replace=replace, smoke=smoke_test is not False, dry_run=dry_run))
+        emit_json(role, indent=2)
+        emit(*(f"note  {note}" for note in notes), err=True)
+        return
+    if not bundle:
+        raise click.MissingParameter(param_type="argument", param_hint="'BUNDLE...'")
     endpoint = _endpoint_options(inference_id, adaptive_allocations)
     start = _start_options(start_ or endpoint is not None, wait_for, allocations, threads, priority, conn["timeout"])
     connection = build_connection(**conn, concurrency=concurrency)

@@ -16,7 +16,10 @@ from loader.cluster.status import bundled_models
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(as_json: bool, **conn: Any) -> None:
     """List the cluster's models that came from bundles: bundle, version, signer, defined, deployment, endpoints."""
-    rows = bundled_models(Cluster(build_connection(**conn)))
+    notes: list[str] = []
+    rows = bundled_models(Cluster(build_connection(**conn)), notes)
+    for note in notes:  # what could not be read (stderr: stdout stays the table or the JSON)
+        emit(f"note  {note}", err=True)
     if as_json:
         emit_json([r.to_json() for r in rows], sort_keys=True)
         return

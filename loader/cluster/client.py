@@ -6,6 +6,13 @@ rewrites the header on the way out: the first request (`GET /`) says `compatible
 servers both accept; the cluster's major version is read from the answer, and every later request carries that
 major's compatibility header. Every error becomes a `ClusterError` that quotes Elasticsearch's own
 type and reason and never a credential.
+
+Proxies: the client's default node class (urllib3 connection pools) never uses one. When `--proxy` or a proxy
+variable is set, the nodes are the client's `requests` node class instead (as eland's are), whose session speaks to
+HTTP proxies (absolute-form requests, CONNECT tunnels for https, Proxy-Authorization from the proxy URL). Its own
+reading of the environment is off (it would also take credentials from ~/.netrc and a CA from REQUESTS_CA_BUNDLE):
+each node gets `--proxy`, else the proxy the environment names for its URL (NO_PROXY honoured), from one place,
+settings.environment_proxy.
 """
 from __future__ import annotations
 
@@ -17,11 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from loader import settings
+from loader.cluster.privileges import denial_hint
 from loader.errors import ClusterError, UsageError
 from loader.releases.libtorch import Version, parse_version
 
 T = TypeVar("T")
-RETRY_STATUSES = (429, 502, 503, 504)
+GATEWAY_STATUSES = (502, 503, 504)  # also what a proxy answers when it cannot relay
+RETRY_STATUSES = (429, *GATEWAY_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class Connection:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     api_key: str | None = field(default=None, repr=False)
+    proxy: str | None = field(default=None, repr=False)  # --proxy (may hold credentials): wins over the environment
     ca_certs: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
@@ -44,15 +55,16 @@ class Connection:
         return self.cloud_id.split(":")[0] + " (cloud id)" if self.cloud_id else ", ".join(map(redact_url, self.urls))
 
 
-def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
-    """(the URL without credentials, (user, password) or None). Done on the text, not with a URL parser: a
-    password may hold `/`, `#` or `?`, which a parser would read as the end of the host."""
+def split_credentials(url: str) -> tuple[str, tuple[str, str | None] | None]:
+    """(the URL without credentials, (user, password) or None), percent-decoded; the password is None when the URL
+    names a user only. Done on the text, not with a URL parser: a password may hold `/`, `#` or `?`, which a parser
+    would read as the end of the host."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url, None
     userinfo, host = rest.rsplit("@", 1)
-    user, _, password = userinfo.partition(":")
-    return f"{scheme}://{host}", (unquote(user), unquote(password))
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}://{host}", (unquote(user), unquote(password) if colon else None)
 
 
 def redact_url(url: str) -> str:
@@ -67,7 +79,8 @@ def _error_text(exc: Exception) -> tuple[int | None, str, str]:
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         return exc.meta.status, str(error.get("type", "")), str(error.get("reason", exc.message))
-    return None, type(exc).__name__, str(exc).split(" caused by:")[0]
+    # The transport's errors say only "Connection error" as text; their message names the cause (refused, proxy, TLS).
+    return None, type(exc).__name__, (getattr(exc, "message", None) or str(exc)).split(" caused by:")[0]
 
 
 @dataclass
@@ -92,6 +105,9 @@ class Cluster:
         self.connection = connection
         self.retry = RetryPolicy()
         self._client = self._build(connection)
+        # Where each node's requests go through, safe to print (no credentials): named by every connection error.
+        self.proxies = sorted({redact_url(node.proxy_url) for node in self._client.transport.node_pool.all()
+                               if getattr(node, "proxy_url", None)})
         self._client.transport.compat_major = 8
         info = self.call("reach the cluster", lambda c: c.info(), retry=False)
         self.info: dict[str, Any] = dict(info)
@@ -101,35 +117,41 @@ class Cluster:
 
     @staticmethod
     def _build(c: Connection) -> Any:
+        """The client. Credentials come resolved in `c` (loader/cli/connection.py); any left in a URL are dropped."""
         from elasticsearch import Elasticsearch
 
         if not c.urls and not c.cloud_id:
             raise UsageError("no cluster given", hint="pass --url URL (or set ES_URL) or --cloud-id ID")
-        hosts, basic = [], None
-        for url in c.urls:
-            bare, credentials = split_credentials(url)
+        hosts = [split_credentials(url)[0] for url in c.urls]
+        for bare in hosts:
             parts = urlsplit(bare)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise UsageError(f"--url {bare}: not an http(s) URL")
-            if credentials:  # credentials in the URL move to the auth header, never into logs
-                basic = credentials
-            hosts.append(bare)
-        if c.username is not None:
-            basic = (c.username, c.password or "")
         options: dict[str, Any] = {
             "request_timeout": c.timeout, "max_retries": 0, "retry_on_timeout": False,
             "connections_per_node": max(c.concurrency + 2, 10),
             "verify_certs": not c.insecure, "ssl_show_warn": False,
         }
-        tls = {"ca_certs": c.ca_certs, "client_cert": c.client_cert, "client_key": c.client_key}
+        tls = {"ca_certs": None if c.insecure else c.ca_certs, "client_cert": c.client_cert,
+               "client_key": c.client_key}
         options.update({name: value for name, value in tls.items() if value})
         if c.api_key:
             options["api_key"] = c.api_key
-        elif basic:
-            options["basic_auth"] = basic
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return Elasticsearch(hosts or None, cloud_id=c.cloud_id, transport_class=_compat_transport(), **options)
+        elif c.username is not None:
+            options["basic_auth"] = (c.username, c.password or "")
+        if c.proxy or settings.environment_proxies():
+            options["node_class"] = _proxied_node(c.proxy)
+        if c.insecure:  # the CLI printed its warning once; urllib3 would repeat it on every request
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return Elasticsearch(hosts or None, cloud_id=c.cloud_id, transport_class=_compat_transport(),
+                                     **options)
+        except ValueError as exc:  # a malformed cloud id, mostly: the client's own words
+            raise UsageError(f"cannot connect to {c.target}: {exc}") from None
 
     def call(self, what: str, request: Callable[[Any], T], *, retry: bool = True,
              ok_statuses: tuple[int, ...] = ()) -> T:
@@ -159,14 +181,24 @@ class Cluster:
     def _failure(self, what: str, exc: Exception) -> ClusterError:
         status, kind, reason = _error_text(exc)
         target = self.connection.target
+        proxy = ", ".join(self.proxies)
+        if proxy and kind != "TlsError" and (status is None or (status in GATEWAY_STATUSES and not kind)):
+            # Not Elasticsearch's answer: the proxy's own (502 and the like, with no Elasticsearch error in it).
+            text = (f"{target} did not answer through proxy {proxy} ({kind}: {reason})" if status is None
+                    else f"proxy {proxy} answered {status} for {target}")
+            return ClusterError(f"cannot {what}: {text}",
+                                hint="check the proxy (--proxy, HTTPS_PROXY/HTTP_PROXY) and that it lets this host "
+                                     "reach the cluster; NO_PROXY lists the hosts to reach directly")
         if status is None:
             return ClusterError(f"cannot {what}: {target} did not answer ({kind}: {reason})",
                                 hint="check --url, the network path, and TLS options (--ca-certs, --insecure)")
         hint = None
         if status == 401:
-            hint = "check the credentials (-u/-p, --api-key, or ES_USERNAME/ES_PASSWORD/ES_API_KEY)"
+            hint = "check the credentials (-u/-p, --api-key, in the URL, or ES_USERNAME/ES_PASSWORD/ES_API_KEY)"
         elif status == 403:
-            hint = "the user needs the manage_ml cluster privilege, and the cluster a licence with machine learning"
+            # A privilege denial names what grants the action; any other 403 here is the licence's.
+            hint = denial_hint(reason) or "the cluster's licence must include machine learning (platinum, " \
+                "enterprise or trial)"
         return ClusterError(f"cannot {what}: {target} answered {status} {kind}: {reason}", hint=hint)
 
 
@@ -190,3 +222,18 @@ def _compat_transport() -> type:
             return super().perform_request(method, target, headers=headers, **kwargs)
 
     return CompatTransport
+
+
+def _proxied_node(flag: str | None) -> type:
+    from elastic_transport import RequestsHttpNode
+
+    class ProxiedNode(RequestsHttpNode):  # type: ignore[misc]
+        """The client's `requests` node, through `--proxy` or the environment's proxy for this node's URL."""
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self.session.trust_env = False  # no ~/.netrc credentials, no REQUESTS_CA_BUNDLE over --ca-certs
+            self.proxy_url = flag or settings.environment_proxy(self.base_url)
+            self.session.proxies = {config.scheme: self.proxy_url} if self.proxy_url else {}
+
+    return ProxiedNode

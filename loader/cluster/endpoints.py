@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from loader.cluster import privileges
 from loader.cluster.client import Cluster
 from loader.cluster.deploy import StartOptions
 from loader.cluster.expectations import judge
@@ -84,8 +85,9 @@ def _existing(cluster: Cluster, inference_id: str) -> Mapping[str, Any] | None:
     from elasticsearch import NotFoundError
 
     try:
-        found = cluster.call(f"look up the inference endpoint [{inference_id}]",
-                             lambda c: c.inference.get(inference_id=inference_id), ok_statuses=(404,))
+        found = privileges.guarded(cluster, "get_endpoint", f"look up the inference endpoint [{inference_id}]",
+                                   lambda c: c.inference.get(inference_id=inference_id),
+                                   ids={"inference_id": inference_id}, ok_statuses=(404,))
     except NotFoundError:
         return None
     endpoints = found.get("endpoints") or found.get("models") or []  # `models` before 8.15
@@ -118,11 +120,18 @@ def preflight(cluster: Cluster, model_id: str, task: str, options: EndpointOptio
                        hint="choose another --inference-id, or pass --replace to delete it and create it anew")
 
 
-def by_model(cluster: Cluster) -> dict[str, list[str]]:
-    """Endpoint ids of the elasticsearch service, by the model each serves (none before 8.13)."""
+def by_model(cluster: Cluster, notes: list[str] | None = None) -> dict[str, list[str]]:
+    """Endpoint ids of the elasticsearch service, by the model each serves (none before 8.13). With `notes` the
+    listing only informs (`status`): a user who may not read endpoints gets a note and none."""
     if cluster.version[:3] < SINCE["text_embedding"]:
         return {}
-    found = cluster.call("list the inference endpoints", lambda c: c.inference.get())
+    what = "list the inference endpoints"
+    if notes is None:
+        found = privileges.guarded(cluster, "list_endpoints", what, lambda c: c.inference.get())
+    else:
+        found = privileges.informative(cluster, "status_endpoints", what, lambda c: c.inference.get(), notes)
+        if found is None:
+            return {}
     served: dict[str, list[str]] = {}
     for endpoint in found.get("endpoints") or found.get("models") or []:
         model_id = served_model(endpoint)
@@ -138,8 +147,9 @@ def using_model(cluster: Cluster, model_id: str) -> list[str]:
 def delete_endpoint(cluster: Cluster, inference_id: str) -> None:
     """Force: a semantic_text mapping or a pipeline that names the endpoint keeps naming it, and the endpoint is
     created again at once; the deployment it started is stopped with it."""
-    cluster.call(f"delete the inference endpoint [{inference_id}]",
-                 lambda c: c.inference.delete(inference_id=inference_id, force=True))
+    privileges.guarded(cluster, "delete_endpoint", f"delete the inference endpoint [{inference_id}]",
+                       lambda c: c.inference.delete(inference_id=inference_id, force=True),
+                       ids={"inference_id": inference_id})
 
 
 def create_endpoint(cluster: Cluster, model_id: str, task: str, start: StartOptions, options: EndpointOptions,
@@ -152,9 +162,9 @@ def create_endpoint(cluster: Cluster, model_id: str, task: str, start: StartOpti
     if existing is not None:
         delete_endpoint(cluster, inference_id)
     body = endpoint_body(model_id, start, options)
-    cluster.call(f"create the inference endpoint [{inference_id}]", lambda c: c.options(
+    privileges.guarded(cluster, "put_endpoint", f"create the inference endpoint [{inference_id}]", lambda c: c.options(
         request_timeout=start.timeout).inference.put(task_type=endpoint, inference_id=inference_id,
-                                                     inference_config=body))
+                                                     inference_config=body), ids={"inference_id": inference_id})
     return f"[{inference_id}] {endpoint} over [{model_id}], deployment [{inference_id}] started"
 
 
@@ -174,8 +184,10 @@ def endpoint_smoke(cluster: Cluster, inference_id: str, task: str,
         given = sample.get("input", {})
         text = given.get("text", "")
         query = {"query": given["text_pair"]} if endpoint == "rerank" else {}
-        answer = cluster.call(f"run the inference endpoint [{inference_id}]", lambda c, t=text, q=query: c.options(
-            request_timeout=60).inference.inference(task_type=endpoint, inference_id=inference_id, input=[t], **q))
+        answer = privileges.guarded(
+            cluster, "endpoint_infer", f"run the inference endpoint [{inference_id}]", lambda c, t=text, q=query:
+            c.options(request_timeout=60).inference.inference(task_type=endpoint, inference_id=inference_id,
+                                                              input=[t], **q), ids={"inference_id": inference_id})
         verdict = judge(sample.get("expected", {}), _as_infer_answer(endpoint, answer))
         outcomes.append(SampleOutcome(text, verdict.ok, f"_inference: {verdict.detail}"))
     return outcomes

@@ -24,7 +24,8 @@ from loader.cluster.client import Cluster, Connection
 from loader.cluster.deploy import StartOptions, start
 from loader.cluster.journal import Journal
 from loader.cluster.package_import import IMPORT_TIMEOUT, import_package
-from loader.cluster.preflight import NOTHING_UPLOADED, LoadPlan, Overrides, preflight
+from loader.cluster.preflight import NOTHING_UPLOADED, LoadPlan, Overrides, preflight, require_privileges
+from loader.cluster.privileges import LoadNeeds
 from loader.cluster.smoke import SampleOutcome, smoke_test
 from loader.cluster.upload import UploadStats, upload
 from loader.errors import ClusterError, EsbundleError
@@ -135,6 +136,11 @@ def _verify_and_preflight(options: LoadOptions,
         if options.endpoint:
             endpoint_plan = endpoints.preflight(cluster, plan.model_id, verified.manifest.task_type,
                                                 options.endpoint, replace=options.overrides.replace)
+        needs = LoadNeeds(start=options.start is not None, endpoint=options.endpoint is not None,
+                          replace=options.overrides.replace, smoke=options.smoke_test is not False,
+                          dry_run=options.dry_run)
+        plan = require_privileges(cluster, verified, plan, needs,
+                                  options.endpoint.inference_id if options.endpoint else None, endpoint_plan)
     except EsbundleError as exc:
         exc.add_context(outcome=NOTHING_UPLOADED)
         receipts.append(receipts.new_receipt(

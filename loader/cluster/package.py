@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loader.bundle.verify import Check
+from loader.cluster import privileges
 from loader.cluster.client import Cluster
 from loader.errors import PolicyError
 from loader.format.manifest import Manifest, Package
@@ -138,10 +139,14 @@ def platform_hint(package: Package) -> str:
     return "export the variant built for the ML nodes' platform"
 
 
-def platform_check(package: Package, nodes: Mapping[str, Any], notes: list[str]) -> tuple[Check, str | None]:
-    """The platform check and, when the variant cannot run on the ML nodes, Elasticsearch's refusal text."""
+def platform_check(package: Package, nodes: Mapping[str, Any] | None,
+                   notes: list[str]) -> tuple[Check, str | None]:
+    """The platform check and, when the variant cannot run on the ML nodes, Elasticsearch's refusal text. `nodes`
+    is None when the user may not read nodes info (preflight noted it): nothing to compare with."""
     wanted = package.metadata.get("platform_architecture")
     wanted = wanted if isinstance(wanted, str) else None
+    if nodes is None:
+        return Check("platform", f"package for {wanted or 'any platform'}; ML nodes not readable by this user"), None
     platforms, unknown = ml_platforms(nodes)
     if unknown:
         notes.append(f"ML node(s) {', '.join(sorted(unknown))} report no os name and arch: their platform is not "
@@ -165,14 +170,11 @@ def _lookup(section: Any, key: str) -> str | None:
     return node if isinstance(node, str) else None
 
 
-def read_repository(cluster: Cluster) -> RepositorySetting | None:
-    """The setting, or None when the user may not read cluster settings (the `monitor` privilege)."""
-    from elasticsearch import AuthorizationException
-
-    try:
-        answer = cluster.call("read the cluster's settings", lambda c: c.cluster.get_settings(
-            include_defaults=True, flat_settings=True), ok_statuses=(403,))
-    except AuthorizationException:
+def read_repository(cluster: Cluster, notes: list[str]) -> RepositorySetting | None:
+    """The setting, or None when the user may not read cluster settings (the `monitor` privilege; noted)."""
+    answer = privileges.informative(cluster, "settings", "read the cluster's settings",
+                                    lambda c: c.cluster.get_settings(include_defaults=True, flat_settings=True), notes)
+    if answer is None:
         return None
     for source in _SOURCES:
         value = _lookup(answer.get(source), MODEL_REPOSITORY)
@@ -183,10 +185,8 @@ def read_repository(cluster: Cluster) -> RepositorySetting | None:
 
 def repository_check(cluster: Cluster, model_id: str, notes: list[str]) -> tuple[Check, RepositorySetting | None]:
     """Where the cluster will fetch the package; a clear stop when that is Elastic's server on the internet."""
-    setting = read_repository(cluster)
-    if setting is None:
-        notes.append(f"this user may not read the cluster's settings (403; the monitor privilege): "
-                     f"{MODEL_REPOSITORY} is not checked, the import will show where the cluster looked")
+    setting = read_repository(cluster, notes)
+    if setting is None:  # noted: the import will show where the cluster looked
         return Check("repository", f"{MODEL_REPOSITORY} not readable by this user"), None
     if setting.value is None:
         raise PolicyError(f"the cluster does not list the setting {MODEL_REPOSITORY}: it has no model repository to "

@@ -5,15 +5,21 @@ libtorch the cluster runs, the model id, and what the cluster already holds unde
 bundle half or fully loaded, another bundle, a newer bundle). One of Elastic's packages (package.py) is also checked
 for the ML nodes' platform and the cluster's model repository, and what its id holds is judged by the package's
 sha256 and size. Any refusal raises before anything is written.
+
+Privileges (privileges.py): a read that only informs (licence, nodes, settings) and meets a 403 becomes a note and
+preflight goes on; an essential read refuses, naming the privilege and the call. Once the plan is known,
+`require_privileges` asks the cluster (`_has_privileges`) whether the user may make every later call of this load,
+and refuses before the first write, naming each missing privilege (a dry run notes what a load would lack).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from loader.bundle.verify import Check, Verified
+from loader.cluster import endpoints, privileges
 from loader.cluster import package as packages
-from loader.cluster.client import Cluster
+from loader.cluster.client import RETRY_STATUSES, Cluster
 from loader.errors import ClusterError, PolicyError, UsageError
 from loader.format.cluster_metadata import metadata_of
 from loader.format.manifest import Manifest
@@ -68,21 +74,26 @@ def get_model(cluster: Cluster, model_id: str) -> dict[str, Any] | None:
     from elasticsearch import NotFoundError
 
     try:
-        response = cluster.call(f"look up model [{model_id}]", lambda c: c.ml.get_trained_models(
-            model_id=model_id, include="definition_status"), ok_statuses=(404,))
+        response = privileges.guarded(
+            cluster, "get_model", f"look up model [{model_id}]", lambda c: c.ml.get_trained_models(
+                model_id=model_id, include="definition_status"), ids={"id": model_id}, ok_statuses=(404,))
     except NotFoundError:
         return None
     models = response.get("trained_model_configs") or []
     return dict(models[0]) if models else None
 
 
-def _licence(cluster: Cluster) -> Check:
-    licence = cluster.call("read the licence", lambda c: c.license.get())["license"]
+def _licence(cluster: Cluster, notes: list[str]) -> list[Check]:
+    """Informative: without it, Elasticsearch refuses the machine learning calls itself (before anything is stored)."""
+    answer = privileges.informative(cluster, "licence", "read the licence", lambda c: c.license.get(), notes)
+    if answer is None:
+        return []
+    licence = answer["license"]
     kind, status = licence.get("type"), licence.get("status")
     if kind not in ML_LICENCES or status != "active":
         raise PolicyError(f"the cluster's licence is {kind} ({status}); machine learning needs platinum, enterprise "
                           "or trial", hint="start a trial or upgrade the licence")
-    return Check("licence", f"{kind}, {status}")
+    return [Check("licence", f"{kind}, {status}")]
 
 
 def _ml_node(nodes: dict[str, Any]) -> Check:
@@ -203,7 +214,7 @@ def _check_model_id(model_id: str, manifest: Manifest) -> None:
         raise UsageError(f"--es-model-id {model_id}: ids starting with '.' are reserved for Elastic's own models")
 
 
-def _package_checks(cluster: Cluster, verified: Verified, nodes: dict[str, Any], overrides: Overrides,
+def _package_checks(cluster: Cluster, verified: Verified, nodes: dict[str, Any] | None, overrides: Overrides,
                     notes: list[str]) -> tuple[list[Check], str | None]:
     """The variant runs on the ML nodes; the cluster's model repository is not Elastic's server on the internet."""
     package = verified.manifest.package
@@ -222,9 +233,11 @@ def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Ov
     notes: list[str] = []
     checks = [Check("reachable", f"{cluster.connection.target}: {cluster.info.get('cluster_name')} "
                     f"({cluster.info.get('cluster_uuid')}), Elasticsearch {version_text(cluster.version)}"),
-              _licence(cluster)]
-    nodes = cluster.call("list the nodes", lambda c: c.nodes.info())["nodes"]
-    checks += [_ml_node(nodes), *_runtime_checked(cluster, verified, overrides, notes)]
+              *_licence(cluster, notes)]
+    answer = privileges.informative(cluster, "nodes", "list the nodes", lambda c: c.nodes.info(), notes)
+    nodes = answer["nodes"] if answer is not None else None
+    checks += [_ml_node(nodes)] if nodes is not None else []
+    checks += _runtime_checked(cluster, verified, overrides, notes)
     repository = None
     if m.is_package:
         package_checks, repository = _package_checks(cluster, verified, nodes, overrides, notes)
@@ -236,3 +249,61 @@ def preflight(cluster: Cluster, verified: Verified, model_id: str, overrides: Ov
     return LoadPlan(model_id=model_id, action=action, part_count=m.definition.part_count,
                     raw_bytes=m.definition.total_length, checks=tuple(checks), notes=tuple(notes),
                     package=m.is_package, repository=repository)
+
+
+# What preflight (and endpoints.preflight) has read by the time `require_privileges` runs: proven already.
+_READ = frozenset({"info", "licence", "nodes", "get_model", "settings", "get_endpoint", "list_endpoints"})
+
+
+def require_privileges(cluster: Cluster, verified: Verified, plan: LoadPlan, needs: privileges.LoadNeeds,
+                       inference_id: str | None = None, endpoint_plan: str | None = None) -> LoadPlan:
+    """Before the first write: may this user make every call the rest of the load makes? Asked with
+    `_has_privileges`; a missing privilege refuses (a dry run notes it). Where the cluster cannot say (security off,
+    an old or restricted API), each call meets its own 403 later."""
+    ids = {"id": plan.model_id, **({"inference_id": inference_id} if inference_id else {})}
+    release = False
+    if plan.action == "replace":
+        release = any(not i.startswith(".") for i in endpoints.using_model(cluster, plan.model_id))
+    keys = [k for k in privileges.load_calls(replace(needs, dry_run=False), package=plan.package, action=plan.action,
+                                             endpoints_to_release=release, samples=bool(verified.manifest.samples))
+            if k not in _READ and not (endpoint_plan == "keep" and k in ("put_endpoint", "delete_endpoint"))]
+    if not keys:
+        return plan
+    missing, note = _missing(cluster, keys)
+    if note:
+        return replace(plan, notes=(*plan.notes, note))
+    if not missing:
+        return plan
+    user, by_privilege = missing
+    lacks = "; ".join(f"[{privilege}] needed for " + ", ".join(
+        f"{privileges.CALLS[k].shown(ids)} ({privileges.CALLS[k].action})" for k in calls)
+        for privilege, calls in by_privilege.items())
+    plural = "s" if len(by_privilege) > 1 else ""
+    text = f"the user [{user}] lacks the cluster privilege{plural} {lacks} (POST _security/user/_has_privileges)"
+    if needs.dry_run:
+        return replace(plan, notes=(*plan.notes, f"the load would be refused: {text}"))
+    raise ClusterError(text, outcome=NOTHING_UPLOADED, hint=privileges.ROLE_HINT)
+
+
+def _missing(cluster: Cluster, keys: list[str]) -> tuple[tuple[str, dict[str, list[str]]] | None, str | None]:
+    """((user, {privilege: [calls it lacks]}) or None, a note when the cluster could not say)."""
+    from elasticsearch import ApiError
+
+    calls = [privileges.CALLS[k] for k in keys]
+    exact = cluster.version[:3] >= privileges.INFERENCE_PRIVILEGES_SINCE
+    asked = sorted({c.action for c in calls} | {p for c in calls if exact for p in c.exact_grants})
+    statuses = tuple(s for s in range(400, 600) if s not in RETRY_STATUSES)
+    try:
+        answer = cluster.call("check this user's privileges", lambda c: c.security.has_privileges(cluster=asked),
+                              ok_statuses=statuses)
+    except ApiError as exc:
+        if exc.meta.status in (400, 404):  # no such API: security is off, nothing is denied
+            return None, None
+        return None, (f"the privileges were not checked up front (POST _security/user/_has_privileges answered "
+                      f"{exc.meta.status}): a missing one stops the load at the call that needs it")
+    held = answer.get("cluster") or {}
+    by_privilege: dict[str, list[str]] = {}
+    for key, call in zip(keys, calls, strict=True):
+        if not (held.get(call.action) or any(held.get(p) for p in call.exact_grants if exact)):
+            by_privilege.setdefault(call.privilege_on(cluster.version), []).append(key)
+    return ((str(answer.get("username")), by_privilege) if by_privilege else None), None

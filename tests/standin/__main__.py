@@ -22,7 +22,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--data-dir", type=Path, required=True, help="where models and parts are persisted")
     parser.add_argument("--es-version", default="9.2.0", help="Elasticsearch release to emulate (default 9.2.0)")
     parser.add_argument("--license", choices=("trial", "platinum", "enterprise", "basic"), default="trial")
-    parser.add_argument("--user", help="NAME:PASSWORD accepted with Authorization: Basic")
+    parser.add_argument("--user", action="append", default=[],
+                        help="NAME:PASSWORD[:PRIVILEGE,...] accepted with Authorization: Basic; repeatable. Without "
+                             "privileges a superuser; with them, one role holding those cluster privileges")
     parser.add_argument("--api-key", help="encoded API key (base64 of id:secret), or id:secret")
     parser.add_argument("--tls-dir", type=Path, help="serve HTTPS; the CA certificate is written to DIR/ca.crt")
     parser.add_argument("--max-content-length", type=int, default=100 * 1024 * 1024,
@@ -34,10 +36,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--config-dir", type=Path, help="the node's config directory (default DATA_DIR/config)")
     parser.add_argument("--ml-platform", default="linux-x86_64", help="the ML node's <os>-<arch>")
     args = parser.parse_args(argv)
-    if args.user and ":" not in args.user:
-        parser.error("--user takes NAME:PASSWORD")
+    if any(":" not in user for user in args.user):
+        parser.error("--user takes NAME:PASSWORD[:PRIVILEGE,...]")
     return Options(port=args.port, data_dir=args.data_dir, es_version=args.es_version, license=args.license,
-                   user=args.user, api_key=args.api_key, tls_dir=args.tls_dir,
+                   users=tuple(args.user), api_key=args.api_key, tls_dir=args.tls_dir,
                    max_content_length=args.max_content_length, fail=args.fail, quiet=args.quiet,
                    model_repository=args.model_repository, config_dir=args.config_dir, ml_platform=args.ml_platform)
 

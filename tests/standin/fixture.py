@@ -7,6 +7,9 @@ Registered for the whole suite by `pytest_plugins` in tests/conftest.py. Use:
         client = server.client()            # or es_client(server, ...)
         server.kill(); server.restart()     # same port, same data directory
 
+`user` is one `NAME:PASSWORD[:PRIVILEGE,...]` or a list of them (each a `--user`); the fixture's own
+requests (`http`, `client`) authenticate as the first, so list a superuser (`elastic:pw`) first.
+
 Every process a test starts is killed at teardown. `StandIn.http(...)` sends raw requests (for
 headers the official client would not send); it returns a `RawResponse`.
 
@@ -90,7 +93,9 @@ class StandIn:
 
     def _argv(self) -> list[str]:
         argv = [sys.executable, "-m", "tests.standin", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        flags = {"es_version": "--es-version", "license": "--license", "user": "--user", "api_key": "--api-key",
+        for user in self.users:
+            argv += ["--user", user]
+        flags = {"es_version": "--es-version", "license": "--license", "api_key": "--api-key",
                  "max_content_length": "--max-content-length", "fail": "--fail",
                  "model_repository": "--model-repository", "config_dir": "--config-dir", "ml_platform": "--ml-platform"}
         for name, flag in flags.items():
@@ -189,6 +194,21 @@ class StandIn:
     # --- clients ------------------------------------------------------------------------------
 
     @property
+    def users(self) -> list[str]:
+        given = self.options.get("user")
+        return [] if given is None else [given] if isinstance(given, str) else list(given)
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """The first user's name and password (what the fixture's own requests send)."""
+        if not self.users:
+            return None
+        from .authz import split_user
+
+        name, password, _ = split_user(self.users[0])
+        return name, password
+
+    @property
     def major(self) -> int:
         return int(str(self.options.get("es_version") or "9").split(".")[0])
 
@@ -196,8 +216,8 @@ class StandIn:
         return es_client(self, **kwargs)
 
     def auth_header(self) -> dict[str, str]:
-        if self.options.get("user"):
-            return {"Authorization": "Basic " + base64.b64encode(str(self.options["user"]).encode()).decode()}
+        if self.credentials:
+            return {"Authorization": "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()}
         if self.options.get("api_key"):
             from .security import encoded_api_key
 
@@ -239,8 +259,8 @@ def es_client(server: StandIn, *, auth: bool = True, compat: int | None = None, 
     options: dict[str, Any] = {"request_timeout": 60, "max_retries": 0, "retry_on_timeout": False}
     if server.ca_cert is not None:
         options["ca_certs"] = str(server.ca_cert)
-    if auth and server.options.get("user"):
-        options["basic_auth"] = tuple(str(server.options["user"]).split(":", 1))
+    if auth and server.credentials:
+        options["basic_auth"] = server.credentials
     elif auth and server.options.get("api_key"):
         from .security import encoded_api_key
 

@@ -1,8 +1,10 @@
 """What Elasticsearch checks before it routes a request: credentials, compatibility headers, TLS.
 
 - Authentication (only when `--user` or `--api-key` is given): `Authorization: Basic` against the
-  configured user, `Authorization: ApiKey <encoded>` against the configured key; anything else is a
-  401 `security_exception` with the three `WWW-Authenticate` challenges Elasticsearch sends.
+  configured users (each `--user`; its role, authz.py), `Authorization: ApiKey <encoded>` against the
+  configured key (owned by a superuser, `elastic`); anything else is a 401 `security_exception` with the
+  three `WWW-Authenticate` challenges Elasticsearch sends. The authenticated user is what authz.py
+  authorizes.
 - REST API compatibility (RestCompatibleVersionHelper): `compatible-with=N` on Accept and
   Content-Type must be the current major or the one before, and agree with each other.
 - TLS: a self-signed CA and a server certificate for 127.0.0.1/localhost, kept in `--tls-dir`
@@ -19,6 +21,7 @@ import re
 import ssl
 from pathlib import Path
 
+from .authz import User
 from .errors import EsError
 
 CHALLENGES = ['Basic realm="security", charset="UTF-8"', 'Bearer realm="security"', "ApiKey"]
@@ -41,15 +44,19 @@ def encoded_api_key(value: str) -> str:
     return value
 
 
-class Authenticator:
-    def __init__(self, user: str | None, api_key: str | None) -> None:
-        self.user = tuple(user.split(":", 1)) if user else None
-        self.api_key = encoded_api_key(api_key) if api_key else None
-        self.enabled = bool(user or api_key)
+API_KEY_OWNER = "elastic"
 
-    def check(self, authorization: str | None, uri: str) -> None:
+
+class Authenticator:
+    def __init__(self, users: list[User], api_key: str | None) -> None:
+        self.users = {user.name: user for user in users}
+        self.api_key = encoded_api_key(api_key) if api_key else None
+        self.enabled = bool(users or api_key)
+
+    def check(self, authorization: str | None, uri: str) -> User | None:
+        """The authenticated user (None when security is off), or Elasticsearch's 401."""
         if not self.enabled:
-            return
+            return None
         scheme, _, credentials = (authorization or "").strip().partition(" ")
         credentials = credentials.strip()
         if scheme.lower() == "basic" and credentials:
@@ -57,12 +64,14 @@ class Authenticator:
                 name, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise _unauthorized(f"missing authentication credentials for REST request [{uri}]") from None
-            if self.user is not None and (name, password) == self.user:
-                return
+            user = self.users.get(name)
+            if user is not None and password == user.password:
+                return user
             raise _unauthorized(f"unable to authenticate user [{name}] for REST request [{uri}]")
         if scheme.lower() == "apikey" and credentials:
             if credentials == self.api_key:
-                return
+                key_id = base64.b64decode(credentials).decode(errors="replace").partition(":")[0]
+                return User(API_KEY_OWNER, "", api_key_id=key_id)
             try:
                 key_id = base64.b64decode(credentials, validate=True).decode().partition(":")[0]
             except (binascii.Error, UnicodeDecodeError):

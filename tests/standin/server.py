@@ -3,7 +3,9 @@
 Owns what happens to one request before and after an endpoint handles it, in Elasticsearch's
 order: authentication, the `http.max_content_length` limit (413, empty body, as Netty answers it),
 REST compatibility headers, routing (400 `no handler found`, 405 for a wrong method), unknown
-parameters, the licence check, injected faults, the body, a `pause-at-part` hold, then the handler.
+parameters, authorization (403 outside the user's role, authz.py), the licence check, injected faults,
+the body, a `pause-at-part` hold, then the handler. With security on (`--user`, `--api-key`) it also
+answers `_security/user/_has_privileges` for the authenticated user.
 Every response carries `X-Elastic-Product: Elasticsearch` except the 413, which Elasticsearch's
 HTTP layer sends before any of its own code runs.
 
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import errors, repository, security
+from . import authz, errors, repository, security
 from .aliases import AliasApi, ModelAliases
 from .api import TrainedModels
 from .cluster import MODEL_REPOSITORY, ClusterInfo
@@ -50,7 +52,7 @@ class Options:
     data_dir: Path
     es_version: str = "9.2.0"
     license: str = "trial"
-    user: str | None = None
+    users: tuple[str, ...] = ()  # NAME:PASSWORD[:PRIVILEGE,...] (authz.parse_user)
     api_key: str | None = None
     tls_dir: Path | None = None
     max_content_length: int = 100 * 1024 * 1024
@@ -83,7 +85,11 @@ class App:
         self.cluster.node_settings = {MODEL_REPOSITORY: model_repository}
         self.faults = FaultPlan.parse(options.fail)
         self.store = Store(options.data_dir)
-        self.auth = security.Authenticator(options.user, options.api_key)
+        try:
+            users = [authz.parse_user(u, self.release.version) for u in options.users]
+        except EsError as exc:  # a privilege this release does not know: Elasticsearch would refuse the role
+            raise ValueError(f"--user: {exc.reason}") from None
+        self.auth = security.Authenticator(users, options.api_key)
         self.aliases = ModelAliases(options.data_dir)
         self.deployments = Deployments(self.store, self.cluster, self.faults, self.aliases)
         packages = PackagedModels(self.store, self.cluster, model_repository)
@@ -104,12 +110,33 @@ class App:
             *self.deployments.routes(),
             *alias_api.routes(),
             *self.endpoints.routes(),
+            *(self._security_routes() if self.auth.enabled else []),
             route("GET", "/_standin/pauses", lambda r: Response(200, {"held": self.faults.held()})),
             route("POST", "/_standin/release", self.release_holds, ("point", "model_id", "part")),
         ]
         # Literal path segments win over placeholders, as in Elasticsearch's path trie:
         # `/_ml/trained_models/_stats` is not a model called `_stats`.
         self.routes.sort(key=lambda r: r.pattern.pattern.count("(?P<"))
+
+    @staticmethod
+    def _security_routes() -> list[Route]:
+        """RestHasPrivilegesAction's routes; answered in Handler._handle, which knows the user."""
+        def answered_by_the_handler(request: Request) -> Response:
+            raise AssertionError("has_privileges is answered with the authenticated user")
+
+        return [route(method, path, answered_by_the_handler, name="has_privileges")
+                for method in ("GET", "POST")
+                for path in ("/_security/user/_has_privileges", "/_security/user/{username}/_has_privileges")]
+
+    def has_privileges(self, request: Request, user: authz.User) -> Response:
+        asked = request.path_params.get("username")
+        if asked is not None and asked != user.name:
+            raise errors.not_emulated(f"_has_privileges for another user ([{asked}])")
+        try:
+            body = json.loads(request.body) if request.body.strip() else None
+        except ValueError:
+            raise errors.not_emulated("malformed JSON in a _has_privileges request") from None
+        return Response(200, authz.has_privileges(user, body, self.release.version))
 
     def release_holds(self, request: Request) -> Response:
         """`POST /_standin/release[?point=part|start][&model_id=ID][&part=N]`: let the matching holds go on."""
@@ -186,7 +213,7 @@ class Handler(BaseHTTPRequestHandler):
         accept = request.headers.get("accept")
         body_read = False
         try:
-            app.auth.check(request.headers.get("authorization"), request.uri)
+            user = app.auth.check(request.headers.get("authorization"), request.uri)
             if length > app.options.max_content_length:
                 self._drain(length)
                 self._send(Response(413, raw=b"", content_type=None), product=False)
@@ -197,6 +224,7 @@ class Handler(BaseHTTPRequestHandler):
             if handler_route is None:
                 raise _no_handler(request, allowed)
             check_params(request, handler_route.params)
+            authz.authorize(user, request.method, request.path, app.release.version)
             if handler_route.licensed and app.options.license == "basic":
                 raise errors.license_non_compliant()
             if handler_route.name == "part" and self._part_fault(request, length):
@@ -204,7 +232,10 @@ class Handler(BaseHTTPRequestHandler):
             request.body, body_read = self._read(length), True
             if handler_route.name == "part":
                 self._part_hold(request)
-            response = handler_route.handler(request)
+            if handler_route.name == "has_privileges" and user is not None:
+                response = app.has_privileges(request, user)
+            else:
+                response = handler_route.handler(request)
         except _StringError as exc:
             response = Response(exc.status, {"error": exc.message, "status": exc.status}, headers=exc.headers)
         except EsError as exc:
