@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from bundler.cli.esbundle import cli
 from bundler.keys import KeyPair, SigningKey, generate_keypair, load_signing_key
 from bundler.writer.bundle import write_bundle
+from bundler.writer.travel import Travel
 
 # tests.skip_gate: the run fails on any skip or xfail not listed, with its reason, in tests/allowed_skips.txt.
 pytest_plugins = ["tests.standin.fixture", "tests.skip_gate"]
@@ -60,7 +61,9 @@ def random_file(path: Path, size: int, seed: int = 0) -> Path:
 
 @pytest.fixture
 def make_bundle(tmp_path: Path, keys: Keys) -> Callable[..., Path]:
-    """Write a real bundle around a random definition; keyword arguments go to write_bundle."""
+    """Write a real bundle around a random definition; keyword arguments go to write_bundle. Every file is stored
+    zstd-compressed unless `travel` says otherwise, so that the tamper tests reach the decompression path (random
+    data would travel raw under the product's default, `auto`)."""
     counter = iter(range(1000))
 
     def make(size: int = 300_000, *, part_size: int = 64 << 10, name: str | None = None, **kwargs: Any) -> Path:
@@ -69,7 +72,8 @@ def make_bundle(tmp_path: Path, keys: Keys) -> Callable[..., Path]:
         out = tmp_path / (name or f"bundle-{n}")
         options: dict[str, Any] = {"config": EMBEDDING_CONFIG, "vocabulary": TINY_VOCAB, "signing_key": keys.signing,
                                    "model_id": "tiny-model", "task_type": "text_embedding",
-                                   "part_size": part_size, "created_at": FIXED_TIME, "expires_in_days": None}
+                                   "part_size": part_size, "created_at": FIXED_TIME, "expires_in_days": None,
+                                   "travel": Travel(compression="zstd")}
         options.update(kwargs)
         write_bundle(out, definition=definition, **options)
         return out

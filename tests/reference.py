@@ -34,15 +34,23 @@ MIN_COSINE = 0.9999  # fp32: the trace is the same arithmetic, only reordered
 MAX_ABS_DIFF = 1e-4
 
 
+def raw_bytes(path: Path, entry: dict[str, Any]) -> bytes:
+    """A bundle file's bytes as they were before storing: decompressed when its entry says `zstd`, else as stored."""
+    stored = path.read_bytes()
+    if entry["compression"] == "zstd":
+        return zstandard.ZstdDecompressor().decompress(stored, max_output_size=entry["size"])
+    assert entry["compression"] == "none"
+    return stored
+
+
 def definition_bytes(bundle: Path) -> bytes:
     """The TorchScript file as the cluster receives it: the manifest's definition parts, numbered 0..n-1 at
-    definition/part-NNNNN.zst, each one zstd frame, decompressed and concatenated in part order; checked against
-    the manifest's whole-definition sha256, length and part count."""
+    definition/part-NNNNN.zst, each decompressed where its entry says zstd, concatenated in part order; checked
+    against the manifest's whole-definition sha256, length and part count."""
     manifest = json.loads((bundle / "manifest.json").read_bytes())
     parts = sorted((f for f in manifest["files"] if f["role"] == "definition_part"), key=lambda f: f["part"])
     assert [f["path"] for f in parts] == [f"definition/part-{i:05d}.zst" for i in range(len(parts))]
-    data = b"".join(zstandard.ZstdDecompressor().decompress((bundle / f["path"]).read_bytes(),
-                                                            max_output_size=f["size"]) for f in parts)
+    data = b"".join(raw_bytes(bundle / f["path"], f) for f in parts)
     definition = manifest["definition"]
     assert len(parts) == definition["part_count"]
     assert len(data) == definition["total_length"]

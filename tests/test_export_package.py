@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import zstandard
 
 from tests.conftest import Keys, RunCli
 from tests.packages import MadePackage, make_package, reference_embeddings
 from tests.proxy_server import ProxyServer
-from tests.reference import definition_bytes
+from tests.reference import definition_bytes, raw_bytes
 from tests.repository_server import RepositoryServer
 from tests.without_torch import run_without_torch
 
@@ -59,9 +58,10 @@ def test_the_bundle_carries_the_three_files_byte_for_byte(package: MadePackage, 
     assert result.exit_code == 0, result.output
     assert definition_bytes(out) == package.pt.read_bytes()
     assert (out / "package" / "metadata.json").read_bytes() == package.metadata_file.read_bytes()
-    vocabulary = zstandard.ZstdDecompressor().decompress((out / "vocabulary.json.zst").read_bytes())
-    assert vocabulary == package.vocabulary_file.read_bytes()
     manifest = json.loads((out / "manifest.json").read_bytes())
+    entry = next(f for f in manifest["files"] if f["path"] == "vocabulary.json.zst")
+    vocabulary = raw_bytes(out / "vocabulary.json.zst", entry)
+    assert vocabulary == package.vocabulary_file.read_bytes()
     assert manifest["model_id"] == ".tiny-e5" and manifest["task_type"] == "text_embedding"
     record = manifest["package"]
     assert record["name"] == "tiny-e5"
@@ -279,8 +279,9 @@ def test_volumes_and_copy_work_on_a_package_bundle(package: MadePackage, server:
         copies.append(tmp_path / "medium" / volume.name)
     verified = run_cli("verify", *copies, "--trusted-key", keys.pub)
     assert verified.exit_code == 0, verified.output
-    copied_pt = b"".join(zstandard.ZstdDecompressor().decompress(part.read_bytes())
-                         for part in sorted((tmp_path / "medium").glob("vol*/definition/part-*.zst")))
+    manifest = json.loads((copies[0] / "manifest.json").read_bytes())
+    parts = sorted((f for f in manifest["files"] if f["role"] == "definition_part"), key=lambda f: f["part"])
+    copied_pt = b"".join(raw_bytes(tmp_path / "medium" / f"vol{f['volume']:03d}" / f["path"], f) for f in parts)
     assert copied_pt == package.pt.read_bytes()
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import fugashi  # noqa: F401
 import ipadic  # noqa: F401
 import pytest
-import zstandard
 
 from bundler.keys import KeyPair, generate_keypair
 from loader.bundle.trust import load_trusted_keys
@@ -28,7 +27,7 @@ from loader.bundle.verify import verify_bundle
 from loader.format.manifest import Manifest
 from tests import models, reference
 from tests.conftest import RunCli
-from tests.reference import CLUSTER_INPUTS
+from tests.reference import CLUSTER_INPUTS, raw_bytes
 
 # What the original model's forward is given: the tokenizer's tensors (never position ids: transformers makes
 # its own, and the cluster's 0..n-1 must agree with them).
@@ -199,8 +198,9 @@ def test_bundle_verifies_and_fits_the_family(name: str, exported: dict[str, Expo
     (family, tokenization), = task_config["tokenization"].items()
     assert family == item.case.family
     assert tokenization["max_sequence_length"] == item.case.max_length
-    vocabulary = json.loads(zstandard.ZstdDecompressor().decompress(
-        (item.bundle / "vocabulary.json.zst").read_bytes(), max_output_size=64 << 20))
+    entry = manifest.file("vocabulary")
+    assert entry is not None
+    vocabulary = json.loads(raw_bytes(item.bundle / entry.path, {"compression": entry.compression, "size": entry.size}))
     assert ("merges" in vocabulary) == (family == "roberta")
     assert ("scores" in vocabulary) == (family in ("xlm_roberta", "deberta_v2"))
     if "scores" in vocabulary:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from loader.cluster import privileges
+from loader.cluster import denials, privileges
 from tests.standin import authz
 from tests.standin.fixture import StandIn, failed_start
 
@@ -224,9 +224,8 @@ def test_the_products_table_agrees_with_the_standins_facts(key: str, version: tu
 
 def test_the_products_hint_reads_elasticsearchs_denial(servers: Callable[[str], StandIn]) -> None:
     reason = as_user(servers("9.2.0"), NOBODY, "GET", "/").json()["error"]["reason"]
-    assert privileges.denial_hint(reason) == (
-        f"grant the cluster privilege [monitor]; {privileges.ROLE_HINT}")
-    assert privileges.denial_hint("current license is non-compliant for [ml]") is None
+    assert denials.denial_hint(reason) == f"grant the cluster privilege [monitor]; {denials.ROLE_HINT}"
+    assert denials.denial_hint("current license is non-compliant for [ml]") is None
 
 
 def test_the_products_implications_are_elasticsearchs() -> None:

@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from bundler.cli.sizes import SIZE
-from bundler.writer.travel import DEFAULT_LOADER_PLATFORM, DEFAULT_LOADER_PYTHON, TravelOptions
+from bundler.writer.travel import (
+    COMPRESSION_CHOICES,
+    DEFAULT_COMPRESSION,
+    DEFAULT_LOADER_PLATFORM,
+    DEFAULT_LOADER_PYTHON,
+    MIN_SAVING_PERCENT,
+    TravelOptions,
+)
 from loader.format import layout
 
 _OPTIONS = (
@@ -22,6 +29,11 @@ _OPTIONS = (
                  help="Python version of the closed network's machine."),
     click.option("--loader-platform", default=DEFAULT_LOADER_PLATFORM, show_default=True,
                  help="Platform tag of the closed network's machine."),
+    click.option("--compression", type=click.Choice(COMPRESSION_CHOICES), default=DEFAULT_COMPRESSION,
+                 show_default=True,
+                 help=f"zstd for each part and the vocabulary: auto where it saves at least {MIN_SAVING_PERCENT}% "
+                 "(fp32 weights barely compress: they travel raw, and verify and load faster), zstd always, none "
+                 "never."),
 )
 
 
@@ -29,9 +41,11 @@ def travel_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the travel options to a command, which receives them as one keyword argument, `travel`."""
     @functools.wraps(command)
     def with_travel(*args: Any, volume_size: int | None, filesystem: str | None, cluster_size: int | None,
-                    with_loader: bool, loader_python: str, loader_platform: str, **kwargs: Any) -> Any:
+                    with_loader: bool, loader_python: str, loader_platform: str, compression: str,
+                    **kwargs: Any) -> Any:
         travel = TravelOptions(volume_size=volume_size, filesystem=filesystem, cluster_size=cluster_size,
-                               with_loader=with_loader, loader_python=loader_python, loader_platform=loader_platform)
+                               with_loader=with_loader, loader_python=loader_python, loader_platform=loader_platform,
+                               compression=compression)
         return command(*args, travel=travel, **kwargs)
 
     return functools.reduce(lambda cmd, opt: opt(cmd), reversed(_OPTIONS), with_travel)

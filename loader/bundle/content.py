@@ -108,28 +108,41 @@ def decode(entry: FileEntry, stored: bytes) -> tuple[list[Problem], bytes | None
     if len(stored) != entry.stored_size:
         return [Problem(entry.path, "stored size", f"the bytes on the medium differ from the signed manifest "
                         f"({len(stored)} bytes read, {entry.stored_size} expected)")], None
-    if hashlib.sha256(stored).hexdigest() != entry.stored_sha256:
+    stored_sha256 = hashlib.sha256(stored).hexdigest()
+    if stored_sha256 != entry.stored_sha256:
         return [Problem(entry.path, "stored sha256", "the bytes on the medium differ from the signed manifest")], None
-    raw = stored
-    if entry.compression == "zstd":
-        why = frame_problem(stored, entry.size)
-        if why:
-            return [Problem(entry.path, "decompression", why)], None
-        try:
-            raw = _decompressor().decompress(stored, max_output_size=entry.size)
-        except zstandard.ZstdError as exc:
-            return [Problem(entry.path, "decompression", f"not a valid zstd stream ({exc})")], None
-    if len(raw) != entry.size:
-        return [Problem(entry.path, "decompressed size", f"{len(raw)} bytes, manifest says {entry.size}")], None
-    if hashlib.sha256(raw).hexdigest() != entry.sha256:
-        return [Problem(entry.path, "decompressed sha256", "differs from the signed manifest")], None
-    return [], raw
+    if entry.compression != "zstd":
+        # Stored as they are: the bytes just hashed are the raw bytes, so their one sha256 is also the raw one.
+        problems = _raw_problems(entry, len(stored), stored_sha256)
+        return problems, None if problems else stored
+    why = frame_problem(stored, entry.size)
+    if why:
+        return [Problem(entry.path, "decompression", why)], None
+    try:
+        raw = _decompressor().decompress(stored, max_output_size=entry.size)
+    except zstandard.ZstdError as exc:
+        return [Problem(entry.path, "decompression", f"not a valid zstd stream ({exc})")], None
+    problems = _raw_problems(entry, len(raw), hashlib.sha256(raw).hexdigest())
+    return problems, None if problems else raw
+
+
+def _raw_problems(entry: FileEntry, size: int, sha256: str) -> list[Problem]:
+    if size != entry.size:
+        return [Problem(entry.path, "decompressed size", f"{size} bytes, manifest says {entry.size}")]
+    if sha256 != entry.sha256:
+        return [Problem(entry.path, "decompressed sha256", "differs from the signed manifest")]
+    return []
 
 
 def read_stored(root: Path, entry: FileEntry) -> bytes:
-    """The bytes on the medium, at most one more than the manifest says (so a longer file shows as longer)."""
+    """The bytes on the medium, at most one more than the manifest says (so a longer file shows as longer): one
+    large read (a file is at most a part), repeated only if the OS returns less before the end of the file."""
+    want = entry.stored_size + 1
     with open_regular(root / entry.path) as handle:
-        return handle.read(entry.stored_size + 1)
+        data = handle.read(want) or b""
+        while 0 < len(data) < want and (more := handle.read(want - len(data))):
+            data += more
+    return data
 
 
 def check_file(root: Path, entry: FileEntry) -> list[Problem]:

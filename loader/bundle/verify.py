@@ -2,20 +2,21 @@
 
 Each stage either passes (reported through `on_check`) or raises the error class of that stage, listing every
 problem it found (one per file and check). Later stages never run on what an earlier stage refused. Each file is
-hashed and decompressed in one streaming pass (window and output capped); its decompressed bytes count only if
-its stored sha256 matches the signed manifest.
+read once into memory and its stored bytes hashed; only when they match the signed manifest is a compressed file
+decompressed (window and output capped) and hashed again. Files are read in order by one thread and checked by a
+pool of threads, one per core; problems are listed in the same order whatever the number of threads.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -84,8 +85,6 @@ class Verified:
 
 
 OnCheck = Callable[[Check], None]
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def authenticate(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, bytes, str, bytes]:
@@ -129,38 +128,67 @@ def size_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
     return problems
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS tells it): the size of the pools that
+    hash, decompress and encode parts, whose work releases the GIL on large buffers."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on every OS
+        return os.cpu_count() or 1
+
+
+# Raw bytes of parts in flight at once (read, being checked, waiting for the whole-definition hash), however many
+# cores: two per core with the default 1 MiB parts, never fewer than two parts.
+WINDOW_BYTES = 128 << 20
+
+
+def window(workers: int, part_size: int) -> int:
+    """How many parts may be in flight at once."""
+    return max(2, min(2 * workers, WINDOW_BYTES // max(part_size, 1)))
+
+
 def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progress: Progress) -> list[Problem]:
-    """Steps 7-8 for every file, several at a time (hashing and zstd release the GIL); with every part given, the
-    raw parts in order must also hash to the signed whole-definition sha256."""
-    def one(entry: FileEntry) -> tuple[list[Problem], bytes | None]:
-        found, raw = decode(entry, read_stored(volumes.root_of(entry), entry))
+    """Steps 7-8 for every file; with every part given, the raw parts in order must also hash to the signed
+    whole-definition sha256.
+
+    This thread reads the files in order, each in one large read (sequential on the medium); a pool of `workers`
+    threads hashes and decompresses them; results are taken in the files' order, so the problems come out exactly
+    as one thread would list them. The whole-definition sha256, which cannot be split, runs alongside in a thread
+    of its own over the parts already proven. At most about 1.5 `window` parts are in memory at once."""
+    def check(entry: FileEntry, stored: bytes) -> tuple[list[Problem], bytes | None]:
+        found, raw = decode(entry, stored)
         progress.advance(entry.stored_size)
-        return [Problem(volumes.display(entry), p.check, p.detail) for p in found], (
-            raw if entry.role == layout.ROLE_DEFINITION_PART else None)
+        return [Problem(volumes.display(entry), p.check, p.detail) for p in found], raw
 
     entries = sorted(volumes.entries(manifest), key=lambda e: (e.part is None, e.part or 0, e.path))
     whole = hashlib.sha256() if not volumes.missing(manifest) else None
     problems: list[Problem] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for found, raw in _in_order(pool, one, entries, window=2 * workers):
-            problems += found
-            if whole is not None and raw is not None:
-                whole.update(raw)
+    ahead = window(workers, manifest.definition.part_size)
+    with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as joiner:
+        checked: deque[tuple[FileEntry, Future[tuple[list[Problem], bytes | None]]]] = deque()
+        joined: deque[Future[None]] = deque()  # one thread, so the parts are hashed in the order given
+
+        def take() -> None:
+            entry, future = checked.popleft()
+            found, raw = future.result()
+            problems.extend(found)
+            if whole is not None and raw is not None and not problems and entry.role == layout.ROLE_DEFINITION_PART:
+                joined.append(joiner.submit(whole.update, raw))
+                if len(joined) > ahead // 2:
+                    joined.popleft().result()
+
+        for entry in entries:
+            checked.append((entry, pool.submit(check, entry, read_stored(volumes.root_of(entry), entry))))
+            if len(checked) >= ahead:
+                take()
+        while checked:
+            take()
+        for future in joined:
+            future.result()
     if whole is not None and not problems and whole.hexdigest() != manifest.definition.sha256:
         problems.append(Problem(layout.DEFINITION_DIR, "definition sha256",
                                 "the parts joined differ from the signed sha256 of the whole definition"))
     return problems
-
-
-def _in_order(pool: ThreadPoolExecutor, work: Callable[[T], R], items: Sequence[T], window: int) -> Iterator[R]:
-    """`work` on every item, at most `window` at once, results in the items' order (memory stays bounded)."""
-    pending: deque[Future[R]] = deque()
-    for item in items:
-        pending.append(pool.submit(work, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def semantic_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
@@ -255,7 +283,7 @@ def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519Pub
     entries = volumes.entries(manifest)
     total = sum(e.stored_size for e in entries)
     with Progress("verify", total, enabled=progress) as bar:
-        found = content_problems(volumes, manifest, workers or min(4, os.cpu_count() or 1), bar)
+        found = content_problems(volumes, manifest, workers or cores(), bar)
     _stage("sha256", IntegrityError, found, report,
            f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match")
     _stage("content", LayoutError, semantic_problems(volumes, manifest), report,

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from loader import settings
-from loader.cluster.privileges import denial_hint
+from loader.cluster.denials import denial_hint
 from loader.errors import ClusterError, UsageError
 from loader.releases.libtorch import Version, parse_version
 

@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from loader.cluster.denials import ROLE_HINT, UNAUTHORIZED
 from loader.errors import ClusterError
 
-if TYPE_CHECKING:  # client.py imports denial_hint from here: no import of client at run time
+if TYPE_CHECKING:
     from loader.cluster.client import Cluster
 
 T = TypeVar("T")
@@ -47,8 +48,6 @@ INFERENCE_PRIVILEGES_SINCE = (8, 14, 0)  # monitor_inference and manage_inferenc
 _BEFORE_INFERENCE_PRIVILEGES = {MONITOR_INFERENCE: MONITOR, MANAGE_INFERENCE: "manage"}
 # Which named privileges another implies (ClusterPrivilegeResolver's patterns), so a role lists none twice.
 IMPLIES = {MONITOR: {MONITOR_ML, MONITOR_INFERENCE}, MANAGE_ML: {MONITOR_ML}, MANAGE_INFERENCE: {MONITOR_INFERENCE}}
-UNAUTHORIZED = " is unauthorized for "  # in every privilege denial, never in the licence's 403
-ROLE_HINT = "`esbundle load --print-role` (with this load's flags) prints a role holding every privilege the load needs"
 
 
 @dataclass(frozen=True)
@@ -221,15 +220,6 @@ def refusal(call: Call, reason: str, version: Version | None, ids: Mapping[str, 
             hint: str = ROLE_HINT) -> ClusterError:
     return ClusterError(f"the user lacks {lacking(call, version, ids)}: Elasticsearch answered 403 security_exception: "
                         f"{reason}", hint=hint)
-
-
-def denial_hint(reason: str) -> str | None:
-    """For a 403 met anywhere: the privilege to grant, read from Elasticsearch's own reason (the first privilege it
-    says grants the action), or None when the 403 is not a privilege denial (the licence's)."""
-    if UNAUTHORIZED not in reason or "granted by the cluster privileges [" not in reason:
-        return None
-    first = reason.split("granted by the cluster privileges [", 1)[1].split("]", 1)[0].split(",")[0]
-    return f"grant the cluster privilege [{first}]; {ROLE_HINT}"
 
 
 def guarded(cluster: Cluster, key: str, what: str, request: Callable[[Any], T], *, ids: Mapping[str, str] | None = None,

@@ -1,22 +1,25 @@
 """Upload exactly the verified bytes: config, vocabulary, then the definition parts, several in flight.
 
-Each part is read, decompressed and re-hashed in memory right before it is sent (`read_verified`), so bytes that
-changed on the medium after verification are never uploaded. At most `concurrency` parts are in memory at once,
+Each part is read, hashed (and, if stored compressed, decompressed and hashed again) in memory right before it is
+sent (`read_verified`), so bytes that changed on the medium after verification are never uploaded; a pool of
+preparers, one per core, does that work ahead of the senders. A bounded window of parts is in memory at once,
 whatever the model's size. The last part goes last, once every other part is acknowledged, because the cluster
 refreshes its store when it arrives.
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from loader.bundle.content import read_verified
-from loader.bundle.verify import Verified
+from loader.bundle.verify import Verified, cores, window
 from loader.cluster.client import Cluster
 from loader.cluster.journal import Journal
 from loader.cluster.preflight import get_model
@@ -52,9 +55,10 @@ _JSON = {"accept": "application/json", "content-type": "application/json"}
 
 def part_body(raw: bytes, total_length: int, total_parts: int) -> bytes:
     """The PUT .../definition/<part> body, built as bytes: the client passes bytes through untouched, which
-    saves a str copy and a JSON escaping pass over every base64 megabyte (the upload's hot path)."""
-    return b'{"definition":"%s","total_definition_length":%d,"total_parts":%d}' % (
-        base64.b64encode(raw), total_length, total_parts)
+    saves a str copy and a JSON escaping pass over every base64 megabyte (the upload's hot path). Joined, not
+    %-formatted: one copy of the base64 text (0.09 ms a MiB, against 0.6 ms for bytes formatting)."""
+    return b"".join((b'{"definition":"', binascii.b2a_base64(raw, newline=False),
+                     b'","total_definition_length":%d,"total_parts":%d}' % (total_length, total_parts)))
 
 
 def _already_exists(exc: Exception) -> bool:
@@ -127,52 +131,73 @@ class PartUploader:
             self.send(entry, self.prepare(entry))
 
     def _parallel(self, parts: list[FileEntry], concurrency: int) -> None:
-        """`concurrency` senders keep that many requests in flight; one preparer stays a few bodies ahead, so no
-        sender waits on hashing and encoding. Memory: at most 2 x concurrency bodies. The first failure stops
-        everything: no new part is prepared or sent after it."""
-        ready: queue.Queue[tuple[FileEntry, bytes] | None] = queue.Queue(maxsize=concurrency)
-        stop = threading.Event()
-        failures: list[BaseException] = []
+        _Pipeline(self, concurrency).run(parts)
 
-        def fail(exc: BaseException) -> None:
-            failures.append(exc)
-            stop.set()
 
-        def preparer() -> None:
-            try:
-                for entry in parts:
-                    if stop.is_set():
-                        break
-                    item = (entry, self.prepare(entry))
-                    while not stop.is_set():
-                        try:
-                            ready.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-            except BaseException as exc:
-                fail(exc)
-            finally:
-                for _ in range(concurrency):
-                    ready.put(None)  # one end marker per sender; senders drain the queue, so this never blocks long
+class _Pipeline:
+    """`concurrency` senders keep that many requests in flight. A pool of preparers, one per core (reading, hashing
+    and decompressing release the GIL), stays a window of bodies ahead, handed over in the parts' order, so no
+    sender waits on them. Memory: verify's window of parts plus 2 x concurrency bodies. The first failure stops
+    everything: no new part is prepared or sent after it."""
 
-        def sender() -> None:
-            while (item := ready.get()) is not None:
-                if stop.is_set():
-                    continue
-                try:
-                    self.send(*item)
-                except BaseException as exc:
-                    fail(exc)
+    def __init__(self, uploader: PartUploader, concurrency: int) -> None:
+        self.uploader, self.concurrency = uploader, concurrency
+        self.ready: queue.Queue[tuple[FileEntry, bytes] | None] = queue.Queue(maxsize=concurrency)
+        self.stop = threading.Event()
+        self.failures: list[BaseException] = []
+        self.workers = cores()
+        self.ahead = window(self.workers, uploader.definition.part_size)
 
-        threads = [threading.Thread(target=preparer, daemon=True)]
-        threads += [threading.Thread(target=sender, daemon=True) for _ in range(concurrency)]
+    def run(self, parts: list[FileEntry]) -> None:
+        threads = [threading.Thread(target=self._prepare_all, args=(parts,), daemon=True)]
+        threads += [threading.Thread(target=self._send_all, daemon=True) for _ in range(self.concurrency)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        if failures:
-            raise failures[0]
+        if self.failures:
+            raise self.failures[0]
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failures.append(exc)
+        self.stop.set()
+
+    def _hand_over(self, entry: FileEntry, body: Future[bytes]) -> None:
+        item = (entry, body.result())
+        while not self.stop.is_set():
+            try:
+                self.ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _prepare_all(self, parts: list[FileEntry]) -> None:
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="esbundle-prepare")
+        try:
+            pending: deque[tuple[FileEntry, Future[bytes]]] = deque()
+            for entry in parts:
+                if self.stop.is_set():
+                    break
+                pending.append((entry, pool.submit(self.uploader.prepare, entry)))
+                if len(pending) >= self.ahead:
+                    self._hand_over(*pending.popleft())
+            while pending and not self.stop.is_set():
+                self._hand_over(*pending.popleft())
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for _ in range(self.concurrency):
+                self.ready.put(None)  # one end marker per sender; senders drain the queue, so this never blocks long
+
+    def _send_all(self) -> None:
+        while (item := self.ready.get()) is not None:
+            if self.stop.is_set():
+                continue
+            try:
+                self.uploader.send(*item)
+            except BaseException as exc:
+                self._fail(exc)
 
 
 def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool, journal: Journal,
