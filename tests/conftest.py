@@ -15,6 +15,7 @@ from bundler.cli.esbundle import cli
 from bundler.keys import KeyPair, SigningKey, generate_keypair, load_signing_key
 from bundler.writer.bundle import write_bundle
 from bundler.writer.travel import Travel
+from loader import settings
 
 # tests.skip_gate: the run fails on any skip or xfail not listed, with its reason, in tests/allowed_skips.txt.
 pytest_plugins = ["tests.standin.fixture", "tests.skip_gate"]
@@ -99,6 +100,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
                 "CLOUD_ID", "HUB_ACCESS_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ESBUNDLE_AUDIT_LOG", str(tmp_path / "receipts.jsonl"))
+    # The scrub list lives as long as the process, as it does for one command: a test's password (say "one") must
+    # not be scrubbed from the next test's output.
+    monkeypatch.setattr(settings, "_SECRETS", set())
 
 
 MakeBundle = Callable[..., Path]

@@ -38,8 +38,8 @@ def test_task_names_and_options() -> None:
     assert check_options(ExportOptions(**base, task_type="ner")).task_type == "ner"
     with pytest.raises(UsageError, match="--revision applies to --hub-model-id only"):
         check_options(ExportOptions(**base, revision="main"))
-    with pytest.raises(UsageError, match="not a hub repository id"):
-        check_options(ExportOptions(signing_key=Path("k"), out=Path("o"), hub_model_id="../../etc"))
+    with pytest.raises(UsageError, match="is neither a hub repository id"):  # and no directory of that name
+        check_options(ExportOptions(signing_key=Path("k"), out=Path("o"), hub_model_id="../../no-such-model-dir"))
     with pytest.raises(UsageError, match="must start and end with alphanumeric"):  # '.' ids are Elastic's own
         check_options(ExportOptions(**base, es_model_id=".elser"))
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from loader import settings
 from loader.bundle.content import sha256_file
 from loader.errors import EsbundleError, IndexUnreachableError, UsageError
-from loader.format.layout import LOADER_DIR, path_problems
+from loader.format.layout import LOADER_DIR, MAX_COMPONENT_LEN, path_problems
 
 try:  # the library itself where the connected side has it (pytest and transformers pull it in) ...
     from packaging.markers import default_environment
@@ -112,7 +112,7 @@ def build_wheelhouse(work: Path, *, python_version: str = "3.11", platform: str 
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     own = _read_wheel(_build_own_wheel(project_root, wheels))
-    kept = _gather(own, wheels, python_version, platform, f"cp3{version[1]}")
+    kept = [_within_limits(w, platform) for w in _gather(own, wheels, python_version, platform, f"cp3{version[1]}")]
     files = [WheelhouseFile(f"{LOADER_DIR}/wheels/{w.path.name}", w.path) for w in kept]
     files += [WheelhouseFile(f"{LOADER_DIR}/{p.name}", p) for p in _write_instructions(work, kept, own,
                                                                                        python_version, platform)]
@@ -120,6 +120,45 @@ def build_wheelhouse(work: Path, *, python_version: str = "3.11", platform: str 
     if problems:
         raise EsbundleError("the wheelhouse has names a bundle cannot hold", problems=problems)
     return files
+
+
+# Legacy manylinux names and the glibc each stands for (PEP 600).
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+_MANYLINUX = re.compile(r"^(?:manylinux_(?P<major>\d+)_(?P<minor>\d+)|(?P<legacy>manylinux\d+))_(?P<arch>.+)$")
+
+
+def _glibc(tag: str) -> tuple[tuple[int, int], str] | None:
+    """(glibc version, machine) of a manylinux platform tag; None for any other tag."""
+    match = _MANYLINUX.match(tag)
+    if not match:
+        return None
+    version = _LEGACY_MANYLINUX.get(match["legacy"] or "") or (int(match["major"] or 0), int(match["minor"] or 0))
+    return version, match["arch"]
+
+
+def _runs_on(tag: str, platform: str) -> bool:
+    """Whether a wheel's platform tag installs on the target platform (a manylinux target takes older glibcs)."""
+    wheel, target = _glibc(tag), _glibc(platform)
+    if wheel and target:
+        return wheel[1] == target[1] and wheel[0] <= target[0]
+    return tag in (platform, "any")
+
+
+def _within_limits(wheel: _Wheel, platform: str) -> _Wheel:
+    """A wheel whose file name is longer than a bundle path component may be (several manylinux tags compressed
+    into one name, e.g. charset_normalizer's three) renamed to the one tag of its set the target runs, the shortest:
+    a name with a subset of the wheel's own tags is still its valid name (PEP 425), and its bytes, so the hash that
+    pins it, are unchanged."""
+    name = wheel.path.name
+    if len(name) <= MAX_COMPONENT_LEN:
+        return wheel
+    *head, platforms = name[:-len(".whl")].split("-")
+    usable = sorted((t for t in platforms.split(".") if _runs_on(t, platform)), key=len)
+    if not usable:
+        return wheel  # refused below with the path rule's words
+    renamed = wheel.path.with_name("-".join([*head, usable[0]]) + ".whl")
+    wheel.path.rename(renamed)
+    return _Wheel(renamed, wheel.name, wheel.version, wheel.requires)
 
 
 def _gather(own: _Wheel, wheels: Path, python_version: str, platform: str, abi: str) -> list[_Wheel]:
