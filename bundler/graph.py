@@ -51,13 +51,15 @@ def _kinds(block: Any, into: set[str]) -> int:
     return count
 
 
-def graph_facts(path: Path) -> GraphFacts:
+def graph_facts(path: Path, module: Any = None) -> GraphFacts:
+    """`module`: the archive at `path` already loaded by the caller (export loads it once, for the check too)."""
     import torch
 
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        raise ModelError(f"{path}: not a TorchScript archive torch can load ({exc})") from None
+    if module is None:
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelError(f"{path}: not a TorchScript archive torch can load ({exc})") from None
     operations: set[str] = set()
     nodes = 0
     for name in module._c._method_names():
@@ -92,14 +94,15 @@ def parse_target(text: str | None) -> Version | None:
         raise UsageError(f"--target-es-version: {exc}") from None
 
 
-def assess(definition: Path, target: Version | None, allow_unsupported: bool, *, required: bool) -> GraphVerdict:
+def assess(definition: Path, target: Version | None, allow_unsupported: bool, *, required: bool,
+           module: Any = None) -> GraphVerdict:
     """Measure the archive as the cluster will and judge it against the target release (or the newest known).
 
     A target release that would refuse it stops here unless `allow_unsupported` (recorded). Without a target
     and not `required` (pack), an archive that cannot be measured is written anyway, with a warning: the loader
     then cannot check its graph against the cluster before uploading."""
     try:
-        facts = graph_facts(definition)
+        facts = graph_facts(definition, module)
     except ModuleNotFoundError:
         if required:
             raise

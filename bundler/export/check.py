@@ -1,6 +1,7 @@
 """The proof that the traced module answers like the original model: both run side by side on texts that were
-not the tracing input (short, ordinary, past the max length, non-ASCII, pairs for pair tasks), one at a time and
-as one padded batch, and the export is refused when they differ beyond the task's tolerance.
+not the tracing input (short, ordinary, past the max length, non-ASCII, pairs for pair tasks), every text one at a
+time and the texts below the max length as one padded batch, and the export is refused when they differ beyond
+the task's tolerance.
 
 The reference is the original: `SentenceTransformer.encode` for sentence-transformers models,
 `SparseEncoder.encode` (dense, every weight kept) for sparse encoders, the transformers model's own forward (with
@@ -8,20 +9,24 @@ its own tokenizer's inputs) otherwise; for a plain masked-LM's text_expansion, i
 (`sparse.reference_weights`, with torch's own log1p); for a plain encoder's text_embedding, its last hidden state
 pooled here row by row (`reference_pooled`). The traced side is the saved archive reloaded, fed the positional
 inputs the cluster passes. Both are fed the text as the cluster's tokenizer leaves it (accents stripped where the
-model's own tokenizer keeps them); `accent_record` measures, on accented texts, how far that is from the model's
+model's own tokenizer keeps them); `accent_check` measures, on accented texts, how far that is from the model's
 own answers.
+
+The original answers first (`expected_answers`), before tracing; the saved archive is judged
+afterwards (`judge`), once the original is freed, so the export never holds both copies. What
+the check costs grows with what it proves: one full-length input on each side (the long case, on its own: its run
+on the traced side is also where one request's memory is measured), the batch from the short texts only.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from bundler.export import sparse
-from bundler.export.accents import ACCENTED_TEXTS, EXAMPLE, AccentRule
 from bundler.export.cluster_inputs import PAIR_TRUNCATION, cluster_text, encode
 from bundler.export.tasks import PoolingSettings
 from bundler.export.wrappers import LoadedModel, pick_output
@@ -62,6 +67,7 @@ class Case:
 
 FILLER = "The quick brown fox jumps over the lazy dog near the river bank. "
 NON_ASCII = "Größenwahn im Café: naïve façade — 東京タワーは高い。Привет, мир! ½ ≠ 0.5 😀"
+LONG = "past max length"
 
 
 def cases_for(task: str, tokenizer: Any, max_length: int) -> list[Case]:
@@ -74,9 +80,17 @@ def cases_for(task: str, tokenizer: Any, max_length: int) -> list[Case]:
     medium = "Elasticsearch stores documents and answers search queries in near real time."
     if task == "fill_mask" and mask:
         medium = f"Elasticsearch stores {mask} and answers search queries in near real time."
-    singles = [Case("short", "Hello."), Case("medium", medium), Case("past max length", long_text),
+    singles = [Case("short", "Hello."), Case("medium", medium), Case(LONG, long_text),
                Case("non-ASCII", NON_ASCII)]
     return paired(task, singles)
+
+
+def batch_of(cases: Sequence[Case]) -> list[int]:
+    """Which cases also run as one padded batch: those below the max length, three rows of different lengths.
+    What a batch proves (rows independent of each other, padding ignored, no batch size baked in) needs no
+    full-length row, whose cost would be paid once per row of the batch; the long case runs on its own."""
+    rows = [i for i, c in enumerate(cases) if c.label != LONG]
+    return rows if len(rows) >= 2 else list(range(len(cases)))
 
 
 def paired(task: str, singles: list[Case]) -> list[Case]:
@@ -103,19 +117,21 @@ def row_of(output: Tensor, task: str, row: int, length: int | None) -> Tensor:
 
 def reference_outputs(loaded: LoadedModel, tokenizer: Any, task: str, cases: Sequence[Case],
                       max_length: int) -> list[Tensor]:
-    """The original's answers. A sentence-transformers model tokenizes by itself: it is given each text as
-    `tokenizer` normalises it (accents stripped where the cluster strips them), so both sides see the same tokens."""
+    """The original's answers, one input at a time (nothing padded: a short text never pays for a long one). A
+    sentence-transformers model tokenizes by itself: it is given each text as `tokenizer` normalises it (accents
+    stripped where the cluster strips them), so both sides see the same tokens."""
     with torch.no_grad():
         texts = [cluster_text(tokenizer, c.first) for c in cases]
         if loaded.output == "sparse_encoder":
             # Dense, and every weight above 0 kept (max_active_dims=None, the encoder's own cleared at load):
             # the cluster keeps them all.
             weights = loaded.original.encode(texts, prompt="", max_active_dims=None, convert_to_tensor=True,
-                                             convert_to_sparse_tensor=False, show_progress_bar=False)
+                                             convert_to_sparse_tensor=False, show_progress_bar=False, batch_size=1)
             return [w.detach().cpu().float() for w in weights]
         if loaded.sentence_transformer:
             # prompt="": no default prompt; the cluster adds its own prefix_strings, outside the model.
-            embeddings = loaded.original.encode(texts, prompt="", convert_to_tensor=True, show_progress_bar=False)
+            embeddings = loaded.original.encode(texts, prompt="", convert_to_tensor=True, show_progress_bar=False,
+                                                batch_size=1)
             return [e.detach().cpu().float() for e in embeddings]
         return [_transformers_reference(loaded, tokenizer, task, case, max_length) for case in cases]
 
@@ -153,9 +169,56 @@ def reference_pooled(hidden: Tensor, attention_mask: Tensor, pooling: PoolingSet
     return pooled / pooled.norm(dim=-1, keepdim=True) if pooling.normalize else pooled
 
 
+@dataclass(frozen=True)
+class Expected:
+    """The original's answers to the check's cases, taken before tracing so that the original can be freed before
+    the saved archive is loaded: the export never holds both (and, with --quantize, the quantized module's own)."""
+
+    task: str
+    max_length: int
+    cases: tuple[Case, ...]
+    batch: tuple[int, ...]  # the cases also run as one padded batch (batch_of)
+    original: tuple[Tensor, ...]  # one per case
+    reference: str  # what answered (for the record)
+    token_types: dict[str, Any] | None = None
+    quantized: dict[str, tuple[Tensor, ...]] | None = None  # the quantized module's answers per mode
+
+    def mode_cases(self, mode: str) -> list[Case]:
+        return list(self.cases) if mode == "single" else [self.cases[i] for i in self.batch]
+
+    def original_for(self, mode: str) -> list[Tensor]:
+        return list(self.original) if mode == "single" else [self.original[i] for i in self.batch]
+
+
+MODES = ("single", "padded batch")
+
+
+def expected_answers(loaded: LoadedModel, tokenizer: Any, task: str, max_length: int) -> Expected:
+    """Everything the check needs from the original model."""
+    cases = cases_for(task, tokenizer, max_length)
+    batch = batch_of(cases)
+    return Expected(task=task, max_length=max_length, cases=tuple(cases), batch=tuple(batch),
+                    original=tuple(reference_outputs(loaded, tokenizer, task, cases, max_length)),
+                    reference=_reference_name(loaded, task),
+                    token_types=token_type_effect(loaded, tokenizer, task, [cases[i] for i in batch], max_length))
+
+
+def with_quantized(expected: Expected, quantized_module: Any, tokenizer: Any, inputs: Sequence[str]) -> Expected:
+    """Add the quantized module's own answers in both modes: dynamic quantisation scales activations per tensor,
+    so a padded batch answers slightly differently from its rows alone (in the cluster too)."""
+    answers = {mode: tuple(traced_outputs(quantized_module, tokenizer, inputs, expected.task,
+                                          expected.mode_cases(mode), expected.max_length,
+                                          batched=mode != "single")[0]) for mode in MODES}
+    return replace(expected, quantized=answers)
+
+
 def traced_outputs(traced: Any, tokenizer: Any, inputs: Sequence[str], task: str, cases: Sequence[Case],
-                   max_length: int, *, batched: bool) -> tuple[list[Tensor], list[int]]:
-    """Outputs of the traced module, one case at a time or all in one padded batch; and the token counts."""
+                   max_length: int, *, batched: bool, measured: int | None = None,
+                   allocation: list[int] | None = None) -> tuple[list[Tensor], list[int]]:
+    """Outputs of the traced module, one case at a time or all in one padded batch; and the token counts. The
+    single run of case `measured` is also measured (trace.measuring_allocation), into `allocation`."""
+    from bundler.export.trace import measuring_allocation
+
     firsts, seconds = [c.first for c in cases], [c.second for c in cases]
     pairs = seconds if seconds[0] is not None else None
     with torch.no_grad():
@@ -167,7 +230,12 @@ def traced_outputs(traced: Any, tokenizer: Any, inputs: Sequence[str], task: str
         for i in range(len(cases)):
             batch = encode(tokenizer, inputs, [firsts[i]], [pairs[i]] if pairs else None, max_length=max_length,
                            task=task)
-            results.append(row_of(traced(*batch.args), task, 0, batch.lengths[0]))
+            if i == measured and allocation is not None:
+                with measuring_allocation(allocation):
+                    out = traced(*batch.args)
+            else:
+                out = traced(*batch.args)
+            results.append(row_of(out, task, 0, batch.lengths[0]))
             lengths.append(batch.lengths[0])
         return results, lengths
 
@@ -200,35 +268,33 @@ def measure(task: str, reference: Tensor, traced: Tensor, tolerance: Tolerance) 
                    argmax_mismatches=mismatches)
 
 
-def _compare(task: str, cases: Sequence[Case], reference: dict[str, list[Tensor]], runner: Any, tokenizer: Any,
-             inputs: Sequence[str], max_length: int, tolerance: Tolerance, what: str) -> dict[str, Any]:
-    """Run `runner` one case at a time and as one padded batch, against the reference answers for that mode;
-    return a summary with every failure listed."""
-    failures: list[str] = []
-    worst_cos, worst_diff, mismatches, token_counts = 1.0, 0.0, 0, []
-    for mode in ("single", "padded batch"):
-        try:
-            got, token_counts = traced_outputs(runner, tokenizer, inputs, task, cases, max_length,
-                                               batched=mode != "single")
-        except RuntimeError as exc:
-            raise ModelError(f"trace check: the traced module fails on the {mode} inputs: "
-                             f"{str(exc).splitlines()[0]}") from None
-        for case, ref, out in zip(cases, reference[mode], got, strict=True):
-            m = measure(task, ref, out, tolerance)
-            worst_cos, worst_diff = min(worst_cos, m.cosine), max(worst_diff, m.max_abs_diff)
-            mismatches += m.argmax_mismatches
-            problems = []
-            if m.cosine < tolerance.min_cosine:
-                problems.append(f"cosine {m.cosine:.6f} < {tolerance.min_cosine}")
-            if not m.within_bounds:
-                problems.append(f"max |diff| {m.max_abs_diff:.2e} > {tolerance.atol} (+{tolerance.rtol} x |ref|)")
-            if m.argmax_mismatches:
-                problems.append(f"{m.argmax_mismatches} predicted label(s) differ")
-            if problems:
-                failures.append(f"{what}, {case.label} ({mode}): " + ", ".join(problems))
-    return {"tolerance": tolerance.describe(), "worst_cosine": round(worst_cos, 8),
-            "max_abs_diff": float(f"{worst_diff:.3e}"), "argmax_mismatches": mismatches,
-            "token_counts": token_counts, "failures": failures}
+def _compare(task: str, cases: Sequence[Case], reference: Sequence[Tensor], got: Sequence[Tensor],
+             tolerance: Tolerance, what: str, mode: str, summary: dict[str, Any]) -> None:
+    """Measure every answer of one mode against its reference, into `summary` (failures listed)."""
+    for case, ref, out in zip(cases, reference, got, strict=True):
+        m = measure(task, ref, out, tolerance)
+        summary["worst_cosine"] = min(summary["worst_cosine"], m.cosine)
+        summary["max_abs_diff"] = max(summary["max_abs_diff"], m.max_abs_diff)
+        summary["argmax_mismatches"] += m.argmax_mismatches
+        problems = []
+        if m.cosine < tolerance.min_cosine:
+            problems.append(f"cosine {m.cosine:.6f} < {tolerance.min_cosine}")
+        if not m.within_bounds:
+            problems.append(f"max |diff| {m.max_abs_diff:.2e} > {tolerance.atol} (+{tolerance.rtol} x |ref|)")
+        if m.argmax_mismatches:
+            problems.append(f"{m.argmax_mismatches} predicted label(s) differ")
+        if problems:
+            summary["failures"].append(f"{what}, {case.label} ({mode}): " + ", ".join(problems))
+
+
+def _summary(tolerance: Tolerance) -> dict[str, Any]:
+    return {"tolerance": tolerance.describe(), "worst_cosine": 1.0, "max_abs_diff": 0.0, "argmax_mismatches": 0,
+            "failures": []}
+
+
+def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
+    return {**summary, "worst_cosine": round(summary["worst_cosine"], 8),
+            "max_abs_diff": float(f"{summary['max_abs_diff']:.3e}")}
 
 
 def _reference_name(loaded: LoadedModel, task: str) -> str:
@@ -244,52 +310,77 @@ def _reference_name(loaded: LoadedModel, task: str) -> str:
     return name
 
 
-def run_check(*, loaded: LoadedModel, traced: Any, tokenizer: Any, inputs: Sequence[str], task: str,
-              max_length: int, quantized_module: Any = None) -> dict[str, Any]:
-    """Compare; return the record for the manifest, or raise ModelError listing every failed comparison.
+def judge(expected: Expected, traced: Any, tokenizer: Any, inputs: Sequence[str]) -> tuple[dict[str, Any], int]:
+    """Run the traced module on every case alone and on the batch; compare; return the record for the manifest and
+    the memory one full-length request allocated (measured on the long case's own run), or raise ModelError listing
+    every failed comparison.
 
     Unquantized: traced vs original, strict. Quantized: the trace must still match the quantized module it was
     traced from (strict), and the quantized answers must stay within the relaxed tolerance of the original."""
-    quantized = quantized_module is not None
-    cases = cases_for(task, tokenizer, max_length)
-    reference = reference_outputs(loaded, tokenizer, task, cases, max_length)
-    against_original = _compare(task, cases, {"single": reference, "padded batch": reference}, traced, tokenizer,
-                                inputs, max_length, QUANTIZED if quantized else STRICT, "traced vs original")
-    failures = list(against_original.pop("failures"))
-    token_counts = against_original.pop("token_counts")
+    quantized = expected.quantized is not None
+    against_original, fidelity, token_counts, allocation = _run_modes(expected, traced, tokenizer, inputs)
+    failures = against_original.pop("failures")
     record: dict[str, Any] = {
-        "reference": _reference_name(loaded, task),
+        "reference": expected.reference,
         "traced_inputs": list(inputs),
         "cases": [{"label": c.label, "pair": c.second is not None, "tokens": n}
-                  for c, n in zip(cases, token_counts, strict=True)],
-        "modes": ["single", "padded batch"],
-        "max_sequence_length": max_length,
-        **against_original,
+                  for c, n in zip(expected.cases, token_counts, strict=True)],
+        "modes": list(MODES),
+        "padded_batch": [expected.cases[i].label for i in expected.batch],
+        "max_sequence_length": expected.max_length,
+        **_rounded(against_original),
         "quantized": quantized,
     }
     if quantized:
-        # Dynamic quantisation scales activations per tensor, so a padded batch answers slightly differently
-        # from its rows alone (in the cluster too): the trace is compared with the module in the same mode.
-        eager = {mode: traced_outputs(quantized_module, tokenizer, inputs, task, cases, max_length,
-                                      batched=mode != "single")[0] for mode in ("single", "padded batch")}
-        fidelity = _compare(task, cases, eager, traced, tokenizer, inputs, max_length, STRICT,
-                            "traced vs quantized module")
         failures += fidelity.pop("failures")
-        fidelity.pop("token_counts")
-        record["trace_vs_quantized_module"] = fidelity
+        record["trace_vs_quantized_module"] = _rounded(fidelity)
         record["relaxed"] = (f"--quantize: against the original, cosine >= {QUANTIZED.min_cosine} instead of "
                              f"{STRICT.min_cosine}, no element-wise bound (was {STRICT.atol}), argmax ties within "
                              f"{QUANTIZED.argmax_margin:.0%} of the peak logit ignored; the trace itself is held to "
                              f"the strict tolerance against the quantized module")
-    effect = token_type_effect(loaded, tokenizer, task, cases, max_length)
-    if effect is not None:
-        record["token_types"] = effect
+    if expected.token_types is not None:
+        record["token_types"] = expected.token_types
     record["passed"] = not failures
     if failures:
         raise ModelError("trace check failed: the traced module does not answer like the original:\n  "
                          + "\n  ".join(failures),
                          hint="this model cannot be traced faithfully as is; report it with the model id")
-    return record
+    return record, allocation[0] if allocation else 0
+
+
+def _run_modes(expected: Expected, traced: Any, tokenizer: Any,
+               inputs: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], list[int], list[int]]:
+    """Both modes run and measured: the summaries against the original and (quantized) against the quantized
+    module, the token count of each case, and the long case's allocation."""
+    task, max_length, quantized = expected.task, expected.max_length, expected.quantized is not None
+    against_original, fidelity = _summary(QUANTIZED if quantized else STRICT), _summary(STRICT)
+    longest = next((i for i, c in enumerate(expected.cases) if c.label == LONG), None)
+    allocation: list[int] = []
+    token_counts: list[int] = []
+    for mode in MODES:
+        cases = expected.mode_cases(mode)
+        try:
+            got, lengths = traced_outputs(traced, tokenizer, inputs, task, cases, max_length,
+                                          batched=mode != "single", measured=longest, allocation=allocation)
+        except RuntimeError as exc:
+            raise ModelError(f"trace check: the traced module fails on the {mode} inputs: "
+                             f"{str(exc).splitlines()[0]}") from None
+        token_counts = token_counts or lengths
+        _compare(task, cases, expected.original_for(mode), got, QUANTIZED if quantized else STRICT,
+                 "traced vs original", mode, against_original)
+        if expected.quantized is not None:
+            _compare(task, cases, expected.quantized[mode], got, STRICT, "traced vs quantized module", mode,
+                     fidelity)
+    return against_original, fidelity, token_counts, allocation
+
+
+def run_check(*, loaded: LoadedModel, traced: Any, tokenizer: Any, inputs: Sequence[str], task: str,
+              max_length: int, quantized_module: Any = None) -> dict[str, Any]:
+    """`expected_answers` and `judge` in one call, for a caller that holds the original and the trace together."""
+    expected = expected_answers(loaded, tokenizer, task, max_length)
+    if quantized_module is not None:
+        expected = with_quantized(expected, quantized_module, tokenizer, inputs)
+    return judge(expected, traced, tokenizer, inputs)[0]
 
 
 def token_type_effect(loaded: LoadedModel, tokenizer: Any, task: str, cases: Sequence[Case],
@@ -316,30 +407,3 @@ def token_type_effect(loaded: LoadedModel, tokenizer: Any, task: str, cases: Seq
             changed += int(bool((own.argmax(dim=-1) != sent.argmax(dim=-1)).any()))
     return {"cluster_sends": "token type 0 for both sequences", "max_abs_diff": float(f"{worst:.3e}"),
             "pairs_whose_decision_changes": changed, "pairs": len(pairs)}
-
-
-def _tokens(tokenizer: Any, text: str) -> list[str]:
-    return list(tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"]))
-
-
-def accent_record(rule: AccentRule, *, loaded: LoadedModel, traced: Any, own_tokenizer: Any, tokenizer: Any,
-                  inputs: Sequence[str], task: str, max_length: int) -> dict[str, Any]:
-    """What each side does with accents, how both tokenize the example, and, where they differ, how far the
-    cluster's answers (the traced module fed the cluster's tokens) are from the model's own (its own tokenizer)
-    on accented texts. Token outputs of other lengths are counted, not compared."""
-    example = {"text": EXAMPLE, "cluster_tokens": _tokens(tokenizer, EXAMPLE),
-               "model_tokens": _tokens(own_tokenizer, EXAMPLE)}
-    record: dict[str, Any] = {**rule.record(), "example": example}
-    if not rule.differs:
-        return record
-    cases = paired(task, [Case(f"accented {i + 1}", text) for i, text in enumerate(ACCENTED_TEXTS)])
-    own = reference_outputs(loaded, own_tokenizer, task, cases, max_length)
-    cluster, _ = traced_outputs(traced, tokenizer, inputs, task, cases, max_length, batched=False)
-    measured = [measure(task, ref, got, STRICT) for ref, got in zip(own, cluster, strict=True)
-                if ref.shape == got.shape]
-    record["difference"] = {
-        "texts": len(cases), "other_token_count": len(cases) - len(measured),
-        "worst_cosine": round(min((m.cosine for m in measured), default=1.0), 8),
-        "max_abs_diff": float(f"{max((m.max_abs_diff for m in measured), default=0.0):.3e}"),
-        "argmax_mismatches": sum(m.argmax_mismatches for m in measured)}
-    return record

@@ -193,6 +193,7 @@ def run_export(options: ExportOptions, *, log: StageLog | None = None) -> Export
     quiet_libraries()
     with log.stage("resolve", checked.options.hub_model_id or str(checked.options.model_dir)):
         plan = resolve(checked, log)
+    guard_memory(plan, log)
     out = plan.options.out
     # The wheelhouse (if asked for) is built first: a download that fails should not waste a trace.
     with prepared_travel(plan.options.travel) as travel, \
@@ -204,12 +205,46 @@ def run_export(options: ExportOptions, *, log: StageLog | None = None) -> Export
         return _trace_check_write(plan, log, Path(tmp) / "model.pt", travel)
 
 
+def guard_memory(plan: ExportPlan, log: StageLog) -> None:
+    """Refuse, before any weight is loaded and anything written, an export this machine (or its container) has
+    not the memory for: the OOM killer would end it without a word (memory.py)."""
+    from bundler.export import memory
+
+    weights = memory.model_weights(plan.source.path, sorted(plan.files))
+    sparse_encoder = bool(plan.st_layout and plan.st_layout.splade)
+    copies = memory.copies_for(quantize=plan.options.quantize, sparse_encoder=sparse_encoder)
+    shape = memory.shape_of(memory.read_config(plan.model_dir))
+    need = memory.estimate(weights, shape, max_length=plan.max_len, task=plan.task, copies=copies)
+    budget = memory.read_budget()
+    if budget is None:
+        log.say(f"  memory: about {memory.gib(need.total)} needed at the peak ({weights.describe()}); "
+                "no limit readable here")
+        return
+    lower = memory.lowering(weights, shape, max_length=plan.max_len, task=plan.task, copies=copies,
+                            unquantized_copies=memory.copies_for(quantize=False, sparse_encoder=sparse_encoder)
+                            if plan.options.quantize else None)
+    refusal = memory.refusal(need, budget, weights, lower)
+    if refusal is not None:
+        raise refusal
+    log.say(f"  memory: about {memory.gib(need.total)} needed at the peak ({weights.describe()}), "
+            f"{memory.gib(budget.total)} can be had ({budget.origin})")
+
+
 @dataclass(frozen=True)
-class Traced:
-    module: Any  # what was traced: the wrapper, or its quantized form
+class Expected:
+    """The original's answers, taken before tracing (check.py), so that the original can be freed first."""
+
+    check: Any  # check.Expected
+    accents: Any  # accent_check.AccentExpected, or None
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What tracing leaves behind besides the archive: nothing that holds a weight, so the model can be freed."""
+
     tracer_warnings: int
-    verdict: GraphVerdict
     deployment_bytes: int  # what the cluster holds once per deployment
+    expected: Expected  # with the quantized module's own answers when quantized
 
 
 @dataclass(frozen=True)
@@ -221,17 +256,23 @@ class Proven:
 
 
 def _trace_check_write(plan: ExportPlan, log: StageLog, definition: Path, travel: Travel) -> ExportResult:
-    """Stages 2-5. The definition is written to a temporary file that the writer cuts into parts."""
-    with log.stage("load", f"{plan.task} model"):
+    """Stages 2-5. One copy of the weights at a time: the original answers the check's texts and is traced, saved
+    and freed; then the saved archive, loaded back, answers them; it is freed before the writer cuts the
+    definition file into parts (reading it part by part)."""
+    from bundler.export import memory
+
+    with log.stage("load", f"{plan.task} model, and its answers to the check's texts"):
         loaded = _load_model(plan, log)
+        expected = _expected(plan, loaded)
     with log.stage("trace", "quantized int8" if plan.options.quantize else ""):
-        traced = _trace(plan, loaded, definition, log)
+        saved = _trace(plan, loaded, expected, definition)
+        del loaded, expected  # the original's weights (mapped from its files) go here; the archive replaces them
+        memory.release()
     with log.stage("check", "traced vs original"):
-        proven = _check(plan, loaded, traced, definition, log)
-    verdict, deployment_bytes = traced.verdict, traced.deployment_bytes
-    del loaded, traced  # writing needs none of the weights: free them first
+        verdict, proven = _check(plan, saved, definition, log)
+        memory.release()  # the reloaded archive's weights
     with log.stage("write", str(plan.options.out)):
-        result = _write(plan, proven, verdict, deployment_bytes, definition, travel)
+        result = _write(plan, proven, verdict, saved.deployment_bytes, definition, travel)
     return replace(result, stages=tuple(log.times), warnings=tuple(log.warnings))
 
 
@@ -261,52 +302,65 @@ def _load_model(plan: ExportPlan, log: StageLog) -> Any:
     return loaded
 
 
-def _trace(plan: ExportPlan, loaded: Any, definition: Path, log: StageLog) -> Traced:
-    """Trace the wrapper (quantized first if asked) into `definition`, then measure and judge the saved graph."""
-    from bundler.export import trace, wrappers
+def _expected(plan: ExportPlan, loaded: Any) -> Expected:
+    """Everything the check and the accent record need from the original model."""
+    from bundler.export import accent_check, check
+
+    answers = check.expected_answers(loaded, plan.tokenizer, plan.task, plan.max_len)
+    accents_expected = None
+    if plan.accent_rule is not None:
+        accents_expected = accent_check.expected_answers(plan.accent_rule, loaded=loaded,
+                                                         own_tokenizer=plan.own_tokenizer, tokenizer=plan.tokenizer,
+                                                         task=plan.task, max_length=plan.max_len)
+    return Expected(check=answers, accents=accents_expected)
+
+
+def _trace(plan: ExportPlan, loaded: Any, expected: Expected, definition: Path) -> Saved:
+    """Trace the wrapper (quantized first if asked, in place: the original has answered) into `definition`.
+    Returns nothing that holds a weight, so that the caller can free the model."""
+    from bundler.export import check, trace, wrappers
     from bundler.export.cluster_inputs import encode
 
     options = plan.options
     state_bytes = loaded.state_bytes()
-    module = wrappers.quantize(loaded.wrapper) if options.quantize else loaded.wrapper
+    module = loaded.wrapper
+    if options.quantize:
+        module = wrappers.quantize(module, inplace=True)
+        expected = replace(expected, check=check.with_quantized(expected.check, module, plan.tokenizer,
+                                                                plan.family.inputs))
     pairs = ["What is traced?", "A pair."] if tasks.is_pair_task(plan.task) else None
     example = encode(plan.tokenizer, plan.family.inputs, trace.TRACE_TEXTS, pairs, max_length=plan.max_len,
                      task=plan.task)
     info = trace.trace_and_save(module, example.args, definition)
-    verdict = assess(definition, plan.checked.target.es_version if plan.checked.target else None,
-                     options.allow_unsupported_ops, required=True)
-    verdict.report(log)
     # Packed int8 weights are not parameters: for a quantized model the archive is the better measure.
     deployment_bytes = definition.stat().st_size if options.quantize else state_bytes
-    return Traced(module=module, tracer_warnings=info.tracer_warnings, verdict=verdict,
-                  deployment_bytes=deployment_bytes)
+    return Saved(tracer_warnings=info.tracer_warnings, deployment_bytes=deployment_bytes, expected=expected)
 
 
-def _check(plan: ExportPlan, loaded: Any, traced: Traced, definition: Path, log: StageLog) -> Proven:
-    """Run the saved archive side by side with the original; record the samples and one full request's memory."""
-    from bundler.export import check, samples, trace
-    from bundler.export.cluster_inputs import encode
+def _check(plan: ExportPlan, saved: Saved, definition: Path, log: StageLog) -> tuple[GraphVerdict, Proven]:
+    """Load the saved archive back (the only copy of the weights held from here on); measure and judge its graph;
+    run it on the check's texts against the original's answers; record the samples and one full request's memory."""
+    from bundler.export import accent_check, check, samples, trace
 
     task, tokenizer, inputs = plan.task, plan.tokenizer, plan.family.inputs
-    saved = trace.load_saved(definition)
-    record = check.run_check(loaded=loaded, traced=saved, tokenizer=tokenizer, inputs=inputs, task=task,
-                             max_length=plan.max_len, quantized_module=traced.module if plan.options.quantize else None)
-    record["tracer_warnings"] = traced.tracer_warnings
-    if plan.accent_rule is not None:
-        record["accents"] = check.accent_record(plan.accent_rule, loaded=loaded, traced=saved,
-                                                own_tokenizer=plan.own_tokenizer, tokenizer=tokenizer,
-                                                inputs=inputs, task=task, max_length=plan.max_len)
+    expected = saved.expected
+    module = trace.load_saved(definition)
+    verdict = assess(definition, plan.checked.target.es_version if plan.checked.target else None,
+                     plan.options.allow_unsupported_ops, required=True, module=module)
+    verdict.report(log)
     labels = tasks.classification_labels(plan.facts)
-    sample_list = samples.build_samples(traced=saved, tokenizer=tokenizer, inputs=inputs, task=task,
-                                        max_length=plan.max_len, labels=labels, quantized=plan.options.quantize,
-                                        family=plan.family.name, vocabulary=plan.vocabulary["vocabulary"],
-                                        lower_case=bool(plan.tok_options.get("do_lower_case")))
-    # The largest single request: the check's longest case, cut at the max length as the cluster cuts it.
-    longest = check.cases_for(task, tokenizer, plan.max_len)[2]
-    full = encode(tokenizer, inputs, [longest.first], [longest.second] if longest.second else None,
-                  max_length=plan.max_len, task=task)
+    with trace.plain_execution():
+        record, allocation = check.judge(expected.check, module, tokenizer, inputs)
+        if expected.accents is not None:
+            record["accents"] = accent_check.judge(expected.accents, traced=module, tokenizer=tokenizer,
+                                                   inputs=inputs, task=task, max_length=plan.max_len)
+        sample_list = samples.build_samples(traced=module, tokenizer=tokenizer, inputs=inputs, task=task,
+                                            max_length=plan.max_len, labels=labels, quantized=plan.options.quantize,
+                                            family=plan.family.name, vocabulary=plan.vocabulary["vocabulary"],
+                                            lower_case=bool(plan.tok_options.get("do_lower_case")))
+    record["tracer_warnings"] = saved.tracer_warnings
     log.say(f"  worst cosine {record['worst_cosine']}, max |diff| {record['max_abs_diff']}, "
-            f"{len(record['cases'])} texts x {len(record['modes'])} modes")
+            f"{len(record['cases'])} texts alone, {len(record['padded_batch'])} as one padded batch")
     if "difference" in record.get("accents", {}):
         log.say("  accents: " + accent_summary(record["accents"]))
     effect = record.get("token_types")
@@ -315,8 +369,7 @@ def _check(plan: ExportPlan, loaded: Any, traced: Traced, definition: Path, log:
                 f"1: its answers move by up to {effect['max_abs_diff']} (decision changed for "
                 f"{effect['pairs_whose_decision_changes']} of {effect['pairs']} check pairs); the samples record "
                 "what the cluster will answer")
-    return Proven(record=record, samples=sample_list, labels=labels,
-                  allocation_bytes=trace.allocation_bytes(saved, full.args))
+    return verdict, Proven(record=record, samples=sample_list, labels=labels, allocation_bytes=allocation)
 
 
 def _write(plan: ExportPlan, proven: Proven, verdict: GraphVerdict, deployment_bytes: int, definition: Path,

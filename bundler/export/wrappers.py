@@ -252,11 +252,12 @@ def load_sparse_encoder(root: Path, model_dir: Path, architectures: tuple[str, .
     return LoadedModel(wrapper=loaded.wrapper, original=encoder, output="sparse_encoder", sentence_transformer=True)
 
 
-def quantize(module: nn.Module) -> nn.Module:
-    """Dynamic int8 quantisation of the Linear layers (weights int8, activations quantised on the fly)."""
+def quantize(module: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Dynamic int8 quantisation of the Linear layers (weights int8, activations quantised on the fly). In place
+    once the original's answers are taken: a copy would hold the float weights twice."""
     import warnings
 
     with warnings.catch_warnings():
         # torch deprecates the quantized tensor API in favour of torchao, which TorchScript cannot save.
         warnings.simplefilter("ignore", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=inplace)

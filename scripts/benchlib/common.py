@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -34,10 +35,13 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def measure(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
-    """Wall time and peak RSS of one command, measured by a small timer process (see _TIMER)."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as result:
-        proc = subprocess.run(["python3", "-c", _TIMER, result.name, *cmd], stdout=subprocess.DEVNULL,
+def measure(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+            stdout: Path | None = None) -> Run:
+    """Wall time and peak RSS of one command, measured by a small timer process (see _TIMER); its standard
+    output kept in `stdout` if given."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as result, \
+            open(stdout or os.devnull, "wb") as out:
+        proc = subprocess.run(["python3", "-c", _TIMER, result.name, *cmd], stdout=out,
                               stderr=subprocess.PIPE, env={**os.environ, **(env or {})}, cwd=cwd)
         outcome = json.loads(Path(result.name).read_text() or "{}")
     if proc.returncode != 0 or outcome.get("code") != 0:
@@ -65,6 +69,25 @@ def write_random(path: Path, size: int) -> None:
             n = min(left, 16 << 20)
             handle.write(os.urandom(n))
             left -= n
+
+
+def load_average() -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages (/proc/loadavg)."""
+    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+    return float(one), float(five), float(fifteen)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process and every descendant it has waited for (the measured commands, the stand-in)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def eland_python() -> Path:

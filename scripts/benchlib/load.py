@@ -8,7 +8,7 @@ importer does. `esbundle load` also verifies the bundle (signature and every byt
 Also the stand-in's own ceiling: a minimal client sending pre-encoded parts over 4 keep-alive connections
 (scripts/bench_ceiling.py), so the table shows how close each loader gets to the server's limit.
 Reported: MB/s of raw definition, wall time and peak RSS (medians of --runs, min and max), and the ratios.
-Targets: at least 2x eland's throughput and 70% of the ceiling; loader peak RSS at most 200 MB.
+Target: at least 85% of the stand-in's ceiling; eland's uploader for comparison.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from benchlib.standin import StandIn
 from bundler.cli.sizes import parse_size
 from loader.bundle.content import read_verified
 from loader.format.manifest import Manifest
+
+CEILING_TARGET = 0.85  # esbundle load's throughput / the ceiling client's, at least
 
 ELAND_UPLOAD = """
 import sys
@@ -129,52 +131,20 @@ def run(size: int, runs: int, work: Path, minilm: bool = True) -> dict[str, Any]
         server.stop()
     synthetic = results["synthetic"]
     return {"runs": runs, "cpus": os.cpu_count(), "models": results,
-            "targets": {"throughput_ratio_min": 2.0, "share_of_ceiling_min": 0.7, "loader_rss_mb_max": 200,
-                        "throughput_met": all(r["throughput_ratio"] >= 2.0 for r in results.values()),
-                        "ceiling_met": synthetic["share_of_ceiling"] >= 0.7,
-                        "rss_met": synthetic["esbundle"]["peak_rss_mb"] <= 200}}
-
-
-def growth(sizes: list[int], runs: int, work: Path) -> dict[str, Any]:
-    """esbundle load's wall time and peak RSS as the definition grows: time should grow linearly, memory not."""
-    key, pub = keys(work)
-    server = StandIn(work / "standin-growth")
-    env = {"ESBUNDLE_NO_PROGRESS": "1", "ESBUNDLE_AUDIT_LOG": str(work / "receipts.jsonl")}
-    rows = []
-    try:
-        for size in sizes:
-            bundle = prepare_synthetic(work, size, key, name=f"growth-{size >> 20}m")
-            measured = []
-            for run_number in range(runs):
-                model_id = f"growth-{size >> 20}m-{run_number}"
-                measured.append(measure(esbundle("load", str(bundle), "--trusted-key", str(pub), "--url", server.url,
-                                                 "--es-model-id", model_id, "--json"), env=env))
-                server.delete_model(model_id)
-            stats = summary(measured)
-            rows.append({"definition_bytes": size, **stats, "mb_per_s": size / 1e6 / stats["median_s"],
-                         "s_per_gib": stats["median_s"] / (size / 2**30)})
-    finally:
-        server.stop()
-    per_gib = [r["s_per_gib"] for r in rows]
-    rss = [r["peak_rss_mb"] for r in rows]
-    # Linear: seconds per GiB stays within a band (small sizes pay a fixed start-up cost, so allow for it).
-    return {"sizes": rows, "time_per_gib_spread": max(per_gib) / min(per_gib), "rss_spread_mb": max(rss) - min(rss),
-            "linear_met": per_gib[-1] <= per_gib[0] * 1.25, "flat_memory_met": max(rss) - min(rss) <= 50}
+            "targets": {"share_of_ceiling_min": CEILING_TARGET,
+                        "ceiling_met": synthetic["share_of_ceiling"] >= CEILING_TARGET}}
 
 
 def print_report(report: dict[str, Any]) -> None:
-    results, synthetic = report["models"], report["models"]["synthetic"]
+    results = report["models"]
     print(f"{'model':<10}{'tool':<10}{'MB/s':>8}{'median s':>10}{'min s':>8}{'max s':>8}{'peak RSS MB':>13}")
     for name, r in results.items():
         for tool in ("esbundle", "eland", "ceiling"):
             x = r[tool]
             print(f"{name:<10}{tool:<10}{x['mb_per_s']:>8.1f}{x['median_s']:>10.2f}{x['min_s']:>8.2f}"
                   f"{x['max_s']:>8.2f}{x['peak_rss_mb']:>13.0f}")
-        print(f"{name:<10}throughput esbundle/eland: {r['throughput_ratio']:.2f}x (target >= 2); "
-              f"esbundle reaches {100 * r['share_of_ceiling']:.0f}% of the stand-in's ceiling (target >= 70%)")
-    print(f"loader peak RSS on {synthetic['definition_bytes'] / 2**30:.2f} GiB: "
-          f"{synthetic['esbundle']['peak_rss_mb']:.0f} MB (target <= 200: "
-          f"{'met' if report['targets']['rss_met'] else 'NOT met'})")
+        print(f"{name:<10}esbundle reaches {100 * r['share_of_ceiling']:.0f}% of the stand-in's ceiling (target >= "
+              f"{CEILING_TARGET:.0%}); throughput esbundle/eland: {r['throughput_ratio']:.2f}x")
 
 
 def main() -> None:
