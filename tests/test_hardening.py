@@ -121,7 +121,6 @@ def test_a_wheelhouse_file_over_its_cap_is_refused(make_bundle: MakeBundle, keys
     (lambda o: o.update(model_id="Model\x1b"), LAYOUT, "manifest.model_id"),
     (lambda o: o.update(expires_at=o["created_at"]), LAYOUT, "expires_at is not after created_at"),
     (lambda o: o["files"][0].update(volume=True), LAYOUT, "volume must be an integer"),
-    (lambda o: o["definition"].update(sha256="0" * 64), INTEGRITY, "definition sha256"),
     (lambda o: o["compatibility"].update(graph={"node_count": "many"}), LAYOUT, "wrongly typed field(s) graph"),
     (lambda o: o["compatibility"].update(signature="checked"), LAYOUT, "unknown field(s) signature"),
     (lambda o: o["provenance"].update(source={"kind": ["hub"]}), LAYOUT, "wrongly typed field(s) kind"),
@@ -133,6 +132,23 @@ def test_signed_manifests_that_break_the_rules_are_refused(make_bundle: MakeBund
     bundle = make_bundle()
     resign(bundle, keys, mutate)
     expect(verify(run_cli, bundle, keys), code, why)
+
+
+def test_a_whole_definition_sha256_its_parts_disagree_with_stops_every_assembly(
+        make_bundle: MakeBundle, keys: Keys, run_cli: RunCli) -> None:
+    """Every part's signed sha256 right, the signed whole-definition sha256 not theirs: plain `verify` proves every
+    byte (and says nothing of the whole); `verify --definition-sha256` and `load`, which writes that figure into
+    the cluster, refuse it before connecting to anything."""
+    bundle = make_bundle()
+    resign(bundle, keys, lambda o: o["definition"].update(sha256="0" * 64))
+    plain = verify(run_cli, bundle, keys)
+    assert plain.exit_code == 0, plain.stderr
+    assert "decompressed sizes and sha256 match\n" in plain.stdout and "joined" not in plain.stdout
+    expect(verify(run_cli, bundle, keys, "--definition-sha256"), INTEGRITY, "definition sha256")
+    loaded = run_cli("load", bundle, "--trusted-key", keys.pub, "--url", "http://127.0.0.1:9")
+    assert loaded.exit_code == INTEGRITY, loaded.stderr
+    assert "definition sha256: the parts joined differ from the signed sha256 of the whole definition" \
+        in loaded.stderr and "nothing was uploaded" in loaded.stderr
 
 
 def test_a_creation_date_in_the_future_is_refused(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli) -> None:

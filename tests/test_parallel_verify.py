@@ -94,10 +94,11 @@ def damage(roots: list[Path], keys: Keys) -> dict[int, str]:
             15: "decompressed sha256", 18: "decompressed sha256", PARTS - 1: "stored sha256"}
 
 
-def problems_with(roots: list[Path], workers: int) -> list[Problem]:
+def problems_with(roots: list[Path], workers: int, *, whole_definition: bool = True) -> list[Problem]:
     volumes = locate(roots if len(roots) > 1 else roots[0])
     manifest = Manifest.from_bytes((volumes.primary / layout.MANIFEST).read_bytes())
-    return content_problems(volumes, manifest, workers, Progress("verify", 1, enabled=False))
+    return content_problems(volumes, manifest, workers, Progress("verify", 1, enabled=False),
+                            whole_definition=whole_definition)
 
 
 def test_parallel_verify_lists_the_same_problems_in_the_same_order_as_one_thread(tmp_path: Path,
@@ -138,6 +139,7 @@ def test_the_whole_definition_is_still_checked_alongside_the_pool(tmp_path: Path
     for workers in (1, *WORKERS):
         problems = problems_with([bundle], workers)
         assert [(p.path, p.check) for p in problems] == [(layout.DEFINITION_DIR, "definition sha256")]
+        assert problems_with([bundle], workers, whole_definition=False) == []
 
 
 def test_a_good_bundle_verifies_with_any_number_of_threads(tmp_path: Path, keys: Keys) -> None:

@@ -1,25 +1,24 @@
 """The `esbundle` command: every subcommand, registered here and nowhere else.
 
-A new command is a module with a click command named `command`, and one line below. Importing this module imports
-no torch: `esbundle verify` must start on the offline install.
+A new command is a module with a click command named `command`, and one line below. A command's module is imported
+only when that command runs (or help lists them all): `esbundle verify` does not pay for importing export's and
+load's modules, and importing this module imports no torch, so it starts on the offline install.
 """
 from __future__ import annotations
 
-from bundler.cli import export, keygen, pack
-from loader.cli import copy, inspect, load, repository, status, verify
 from loader.cli.group import build_group
 
-cli = build_group(
-    keygen.command,
-    export.command,
-    pack.command,
-    verify.command,
-    inspect.command,
-    copy.command,
-    load.command,
-    status.command,
-    repository.command,
-)
+cli = build_group({
+    "keygen": "bundler.cli.keygen",
+    "export": "bundler.cli.export",
+    "pack": "bundler.cli.pack",
+    "verify": "loader.cli.verify",
+    "inspect": "loader.cli.inspect",
+    "copy": "loader.cli.copy",
+    "load": "loader.cli.load",
+    "status": "loader.cli.status",
+    "repository": "loader.cli.repository",
+})
 
 
 def main() -> None:

@@ -99,7 +99,8 @@ def _checked_source(volumes: VolumeSet, src: LinkSafeTree, trusted: Mapping[str,
     """The source, checked before anything is written; its markers read once, and what is written is those bytes."""
     (number,) = volumes.roots
     try:
-        verified = verify_bundle(src.root, trusted, allow_incomplete=True, progress=False) if trusted else None
+        verified = verify_bundle(src.root, trusted, allow_incomplete=True, progress=False,
+                                 whole_definition=False) if trusted else None
         marks = {name: _read_small(src, name) for name in markers(number)}
         if verified is None:
             manifest = _checked_unsigned(volumes, marks)
@@ -330,7 +331,7 @@ def copy_bundle(source: Path, dest: Path, trusted: Mapping[str, Ed25519PublicKey
 def _read_back(source: _Source, dest: Path, trusted: Mapping[str, Ed25519PublicKey] | None,
                on_line: Callable[[str], None], report: CopyReport) -> None:
     if trusted:
-        verify_bundle(dest, trusted, allow_incomplete=True, progress=False)
+        verify_bundle(dest, trusted, allow_incomplete=True, progress=False, whole_definition=False)
         report.signature_checked = True
         on_line(f"read back {dest}: signature and every byte verified against the trusted key")
         return

@@ -147,9 +147,10 @@ def window(workers: int, part_size: int) -> int:
     return max(2, min(2 * workers, WINDOW_BYTES // max(part_size, 1)))
 
 
-def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progress: Progress) -> list[Problem]:
-    """Steps 7-8 for every file; with every part given, the raw parts in order must also hash to the signed
-    whole-definition sha256.
+def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progress: Progress, *,
+                     whole_definition: bool = True) -> list[Problem]:
+    """Steps 7-8 for every file; with every part given and `whole_definition`, the raw parts in order must also
+    hash to the signed whole-definition sha256.
 
     This thread reads the files in order, each in one large read (sequential on the medium); a pool of `workers`
     threads hashes and decompresses them; results are taken in the files' order, so the problems come out exactly
@@ -161,7 +162,7 @@ def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progr
         return [Problem(volumes.display(entry), p.check, p.detail) for p in found], raw
 
     entries = sorted(volumes.entries(manifest), key=lambda e: (e.part is None, e.part or 0, e.path))
-    whole = hashlib.sha256() if not volumes.missing(manifest) else None
+    whole = hashlib.sha256() if whole_definition and not volumes.missing(manifest) else None
     problems: list[Problem] = []
     ahead = window(workers, manifest.definition.part_size)
     with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as joiner:
@@ -249,10 +250,16 @@ def package_problems(volumes: VolumeSet, manifest: Manifest) -> list[Problem]:
 
 def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519PublicKey], *,
                   now: datetime | None = None, on_check: OnCheck | None = None, workers: int | None = None,
-                  progress: bool | None = None, allow_incomplete: bool = False) -> Verified:
+                  progress: bool | None = None, allow_incomplete: bool = False,
+                  whole_definition: bool = True) -> Verified:
     """Run every check on a bundle directory, or on the volumes given; return the verified bundle or raise the
     first failing stage's error. Volumes that are all correct but not all there raise IncompleteError, unless
-    `allow_incomplete` (checking each medium as it arrives)."""
+    `allow_incomplete` (checking each medium as it arrives).
+
+    `whole_definition`: also hash the parts joined against the signed whole-definition sha256, one serial pass
+    over every byte (sha256 cannot be split). Every part's own sha256 is signed, so without it every byte is still
+    proven; what it adds is that the signer's whole-file figure agrees with its parts, which matters where the
+    definition is assembled or that figure is written somewhere (load, repository install and serve)."""
     checks: list[Check] = []
 
     def report(check: Check) -> None:
@@ -283,9 +290,11 @@ def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519Pub
     entries = volumes.entries(manifest)
     total = sum(e.stored_size for e in entries)
     with Progress("verify", total, enabled=progress) as bar:
-        found = content_problems(volumes, manifest, workers or cores(), bar)
+        found = content_problems(volumes, manifest, workers or cores(), bar, whole_definition=whole_definition)
+    joined = "; the parts joined match the definition's sha256" if whole_definition and not volumes.missing(
+        manifest) else ""
     _stage("sha256", IntegrityError, found, report,
-           f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match")
+           f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match{joined}")
     _stage("content", LayoutError, semantic_problems(volumes, manifest), report,
            _content_text(manifest, entries))
     missing = volumes.missing(manifest)

@@ -2,6 +2,8 @@
 exit code, with no traceback; anything unexpected becomes exit 1, scrubbed of credentials."""
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -29,6 +31,23 @@ def flag_hint(exc: EsbundleError) -> EsbundleError:
 
 
 class EsbundleGroup(click.Group):
+    """The commands by name, each module imported when its command is asked for (click's lazy-loading recipe)."""
+
+    def __init__(self, *args: Any, modules: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.modules = dict(modules or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.modules})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.modules and cmd_name not in self.commands:
+            command = importlib.import_module(self.modules[cmd_name]).command
+            if command.name != cmd_name:
+                raise RuntimeError(f"{self.modules[cmd_name]} defines {command.name!r}, registered as {cmd_name!r}")
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -46,12 +65,13 @@ class EsbundleGroup(click.Group):
             ctx.exit(1)
 
 
-def build_group(*commands: click.Command) -> click.Group:
-    @click.group(cls=EsbundleGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+def build_group(modules: Mapping[str, str]) -> click.Group:
+    """The group of `modules` (command name -> the module whose `command` it is)."""
+
+    @click.group(cls=EsbundleGroup, modules=modules, epilog=EPILOG,
+                 context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="esbundle")
     def esbundle() -> None:
         """Carry NLP models for Elasticsearch across an air gap: export, verify, load."""
 
-    for command in commands:
-        esbundle.add_command(command)
     return esbundle

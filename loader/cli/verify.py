@@ -17,7 +17,10 @@ REJECTED = "Bundle REJECTED; nothing was uploaded"
 @click.argument("bundle", nargs=-1, required=True, type=click.Path(path_type=Path))
 @trusted_key_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
-def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], as_json: bool) -> None:
+@click.option("--definition-sha256", "whole_definition", is_flag=True,
+              help="Also hash the parts joined against the definition's signed sha256 (one more pass over every "
+                   "byte; load and repository always do).")
+def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], as_json: bool, whole_definition: bool) -> None:
     """Check a bundle's signature and every byte, offline. Nothing is uploaded.
 
     BUNDLE is a bundle directory, or any of its volumes (vol001, ...) as they arrive: each given volume is checked
@@ -28,7 +31,7 @@ def command(bundle: tuple[Path, ...], trusted_keys: tuple[Path, ...], as_json: b
 
     try:
         verified = verify_bundle(bundle, trusted_keys_from(trusted_keys, required=True), on_check=line,
-                                 progress=False if as_json else None)
+                                 progress=False if as_json else None, whole_definition=whole_definition)
     except EsbundleError as exc:
         # Volumes still to come are not a rejection: what was given is correct.
         exc.add_context(subject=", ".join(map(str, bundle)),
