@@ -36,7 +36,7 @@ from tests.standin.fixture import StandIn
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 PLATFORM = f"manylinux2014_{platform.machine()}"
 HEAVY = ("torch", "transformers", "huggingface_hub", "sentence_transformers")
-BASE = ("elasticsearch", "zstandard", "cryptography", "click")
+BASE = ("elasticsearch", "zstandard", "cryptography", "click", "pybase64")
 # A target Python other than this one, for the marker test: pip judges markers by this one.
 OTHER_PYTHON = "3.10" if PYTHON != "3.10" else "3.12"
 

@@ -8,7 +8,6 @@ refreshes its store when it arrives.
 """
 from __future__ import annotations
 
-import binascii
 import queue
 import threading
 from collections import deque
@@ -17,6 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
+
+import pybase64
 
 from loader.bundle.content import read_verified
 from loader.bundle.verify import Verified, cores, window
@@ -57,7 +58,7 @@ def part_body(raw: bytes, total_length: int, total_parts: int) -> bytes:
     """The PUT .../definition/<part> body, built as bytes: the client passes bytes through untouched, which
     saves a str copy and a JSON escaping pass over every base64 megabyte (the upload's hot path). Joined, not
     %-formatted: one copy of the base64 text (0.09 ms a MiB, against 0.6 ms for bytes formatting)."""
-    return b"".join((b'{"definition":"', binascii.b2a_base64(raw, newline=False),
+    return b"".join((b'{"definition":"', pybase64.b64encode(raw),
                      b'","total_definition_length":%d,"total_parts":%d}' % (total_length, total_parts)))
 
 
