@@ -4,7 +4,8 @@
 Usage: scripts/bench_verify [--size 1G] [--runs 5] [--workdir DIR] [--json]
 Run from a checkout after scripts/test has set up .venv. The three commands run in turn, several times; medians
 are reported with min and max, and the ratios of medians. `verify` checks the signature and every byte of the
-bundle (each part's size and sha256, the whole definition's sha256), the peers only hash the raw file once.
+bundle (each part's size and signed sha256, spread over every core; the whole-definition sha256 is load's and
+repository's, or `verify --definition-sha256`), the peers only hash the raw file once.
 Target: verify at most 0.75x the wall time of `openssl dgst -sha256`; `sha256sum` for comparison.
 """
 from __future__ import annotations
