@@ -91,6 +91,25 @@ def test_load_uploads_the_exact_bytes_and_a_rerun_is_a_quick_success(
                                           "model_id": "tiny-model", "signer_key_id": keys.signing.key_id}]
 
 
+def test_a_definition_whose_parts_do_not_join_to_its_signed_sha256_is_never_completed(
+        make_bundle: MakeBundle, keys: Keys, run_cli: RunCli, standin: Callable[..., StandIn]) -> None:
+    """Every part's signed sha256 right, the signed whole-definition sha256 not theirs (a signer's inconsistent
+    manifest): the parts are joined in order as they go out, the last one is never sent, and what was sent is
+    deleted; the stand-in's own record of the attempts says so."""
+    from tests.test_verify import resign
+
+    bundle = make_bundle(BIG)
+    resign(bundle, keys, lambda o: o["definition"].update(sha256="0" * 64))
+    server = standin()
+    result = load(run_cli, bundle, keys, server)
+    assert result.exit_code == 4, result.output
+    assert ("definition sha256 check failed: the parts joined differ from the signed sha256 of the whole "
+            "definition") in result.stderr
+    assert "its last part was not sent and [tiny-model] was deleted from the cluster" in result.stderr
+    assert models(server) == []
+    assert server.http("GET", "/_ml/trained_models/tiny-model").status == 404
+
+
 def test_dry_run_writes_nothing(make_bundle: MakeBundle, keys: Keys, run_cli: RunCli,
                                 standin: Callable[..., StandIn]) -> None:
     server = standin()

@@ -127,7 +127,9 @@ def _verify_and_preflight(options: LoadOptions,
     """Everything that may refuse before the first write; a refusal is receipted too (who tried what, where)."""
     endpoint_plan = None
     try:
-        verified = verify_bundle(options.bundle, options.trusted, progress=options.progress,
+        # The whole-definition sha256 is checked as the parts go out, before the last one (upload.py); a package's
+        # by the repository that serves it and by the cluster on import.
+        verified = verify_bundle(options.bundle, options.trusted, progress=options.progress, whole_definition=False,
                                  on_check=lambda check: on_event(Passed("verify", check.name, check.detail)))
         if options.endpoint:
             endpoints.check_options(verified.manifest.task_type, options.endpoint)
@@ -186,7 +188,8 @@ def _upload(cluster: Cluster, verified: Verified, plan: LoadPlan, options: LoadO
     stats, _ = upload(cluster, verified, model_id, create=plan.action in ("create", "replace"), journal=journal,
                       concurrency=options.connection.concurrency, progress=options.progress)
     on_event(Passed("upload", "parts", f"{stats.parts_sent} sent, {stats.parts_skipped} already held; "
-                    f"{stats.bytes_sent} bytes; {cluster.retry.count} retries; fully defined"))
+                    f"{stats.bytes_sent} bytes; {cluster.retry.count} retries; the parts joined match the "
+                    "definition sha256; fully defined"))
     return stats
 
 

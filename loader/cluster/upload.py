@@ -5,13 +5,18 @@ sent (`read_verified`), so bytes that changed on the medium after verification a
 preparers, one per core, does that work ahead of the senders. A bounded window of parts is in memory at once,
 whatever the model's size. The last part goes last, once every other part is acknowledged, because the cluster
 refreshes its store when it arrives.
+
+The parts, joined in order as they are handed to the senders (those the cluster already holds read for it), must
+hash to the signed whole-definition sha256 (docs/FORMAT.md, step 8) before the last part is sent: the serial pass
+that verification would otherwise add runs while the senders wait on the network. Without its last part the
+model is never fully defined; a mismatch deletes what was sent.
 """
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +29,7 @@ from loader.bundle.verify import Verified, cores, window
 from loader.cluster.client import Cluster
 from loader.cluster.journal import Journal
 from loader.cluster.preflight import get_model
-from loader.errors import ClusterError
+from loader.errors import ClusterError, IntegrityError, Problem
 from loader.format import layout
 from loader.format.cluster_metadata import METADATA_KEY
 from loader.format.manifest import FileEntry
@@ -95,12 +100,14 @@ class PartUploader:
         self.cluster, self.verified, self.model_id = cluster, verified, model_id
         self.journal, self.progress, self.stats = journal, progress, stats
         self.definition = verified.manifest.definition
+        self.joined = hashlib.sha256()  # the raw parts in order, for the whole-definition sha256
 
-    def prepare(self, entry: FileEntry) -> bytes:
-        """The request body of one part, from bytes re-read and re-hashed in memory now: what is sent is exactly
-        what was just checked against the verified manifest (raises before anything of a changed part is sent)."""
+    def prepare(self, entry: FileEntry, send: bool = True) -> tuple[bytes, bytes | None]:
+        """The raw bytes of one part, re-read and re-hashed in memory now, and (when it is to be sent) its request
+        body: what is sent is exactly what was just checked against the verified manifest (raises before anything
+        of a changed part is sent)."""
         raw = read_verified(self.verified.root_of(entry), entry)
-        return part_body(raw, self.definition.total_length, self.definition.part_count)
+        return raw, part_body(raw, self.definition.total_length, self.definition.part_count) if send else None
 
     def send(self, entry: FileEntry, body: bytes) -> None:
         from elasticsearch import BadRequestError
@@ -122,24 +129,42 @@ class PartUploader:
         self.stats.add(sent, entry.size)
         self.progress.advance(entry.size)
 
-    def send_all(self, parts: Iterable[FileEntry], concurrency: int) -> None:
-        todo = list(parts)
-        if not todo:
-            return
+    def send_all(self, parts: list[FileEntry], done: set[int], concurrency: int) -> None:
+        """Every part not in `done`, the last one last and only once every part joined hashes to the signed
+        whole-definition sha256 (parts in `done` are read for that, not sent)."""
         last_index = self.definition.part_count - 1
-        self._parallel([p for p in todo if p.part != last_index], concurrency)
-        for entry in (p for p in todo if p.part == last_index):
-            self.send(entry, self.prepare(entry))
+        if all(p.part in done for p in parts):
+            return
+        _Pipeline(self, concurrency).run([p for p in parts if p.part != last_index], done)
+        last = next(p for p in parts if p.part == last_index)
+        raw, body = self.prepare(last, send=last_index not in done)
+        self.joined.update(raw)
+        if self.joined.hexdigest() != self.definition.sha256:
+            self._withdraw()
+        if body is not None:
+            self.send(last, body)
 
-    def _parallel(self, parts: list[FileEntry], concurrency: int) -> None:
-        _Pipeline(self, concurrency).run(parts)
+    def _withdraw(self) -> None:
+        """The parts joined are not the signed definition: delete what was sent (the model can never be fully
+        defined without its last part, and no resume can change that) and refuse."""
+        self.cluster.call(f"delete the incomplete model [{self.model_id}]",
+                          lambda c: c.ml.delete_trained_model(model_id=self.model_id, force=True))
+        self.journal.forget()
+        raise IntegrityError(
+            "definition sha256 check failed: the parts joined differ from the signed sha256 of the whole definition",
+            problems=[Problem(layout.DEFINITION_DIR, "definition sha256",
+                              "the parts joined differ from the signed sha256 of the whole definition")],
+            hint="the bundle was signed with a definition sha256 that is not its parts'; ask the publisher for a "
+                 "new bundle",
+            outcome=f"its last part was not sent and [{self.model_id}] was deleted from the cluster")
 
 
 class _Pipeline:
     """`concurrency` senders keep that many requests in flight. A pool of preparers, one per core (reading, hashing
-    and decompressing release the GIL), stays a window of bodies ahead, handed over in the parts' order, so no
-    sender waits on them. Memory: verify's window of parts plus 2 x concurrency bodies. The first failure stops
-    everything: no new part is prepared or sent after it."""
+    and decompressing release the GIL), stays a window of bodies ahead, handed over in the parts' order (each
+    part's raw bytes joined into the whole-definition hash on the way), so no sender waits on them. Memory:
+    verify's window of parts plus 2 x concurrency bodies. The first failure stops everything: no new part is
+    prepared or sent after it."""
 
     def __init__(self, uploader: PartUploader, concurrency: int) -> None:
         self.uploader, self.concurrency = uploader, concurrency
@@ -149,8 +174,8 @@ class _Pipeline:
         self.workers = cores()
         self.ahead = window(self.workers, uploader.definition.part_size)
 
-    def run(self, parts: list[FileEntry]) -> None:
-        threads = [threading.Thread(target=self._prepare_all, args=(parts,), daemon=True)]
+    def run(self, parts: list[FileEntry], done: set[int]) -> None:
+        threads = [threading.Thread(target=self._prepare_all, args=(parts, done), daemon=True)]
         threads += [threading.Thread(target=self._send_all, daemon=True) for _ in range(self.concurrency)]
         for thread in threads:
             thread.start()
@@ -163,23 +188,26 @@ class _Pipeline:
         self.failures.append(exc)
         self.stop.set()
 
-    def _hand_over(self, entry: FileEntry, body: Future[bytes]) -> None:
-        item = (entry, body.result())
+    def _hand_over(self, entry: FileEntry, prepared: Future[tuple[bytes, bytes | None]]) -> None:
+        raw, body = prepared.result()
+        self.uploader.joined.update(raw)
+        if body is None:
+            return
         while not self.stop.is_set():
             try:
-                self.ready.put(item, timeout=0.1)
+                self.ready.put((entry, body), timeout=0.1)
                 return
             except queue.Full:
                 continue
 
-    def _prepare_all(self, parts: list[FileEntry]) -> None:
+    def _prepare_all(self, parts: list[FileEntry], done: set[int]) -> None:
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="esbundle-prepare")
         try:
-            pending: deque[tuple[FileEntry, Future[bytes]]] = deque()
+            pending: deque[tuple[FileEntry, Future[tuple[bytes, bytes | None]]]] = deque()
             for entry in parts:
                 if self.stop.is_set():
                     break
-                pending.append((entry, pool.submit(self.uploader.prepare, entry)))
+                pending.append((entry, pool.submit(self.uploader.prepare, entry, entry.part not in done)))
                 if len(pending) >= self.ahead:
                     self._hand_over(*pending.popleft())
             while pending and not self.stop.is_set():
@@ -216,7 +244,7 @@ def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool,
         stats.parts_skipped += len(parts) - len(todo) if attempt == 0 else 0
         with Progress("upload", sum(p.size for p in todo), enabled=progress) as bar:
             try:
-                PartUploader(cluster, verified, model_id, journal, bar, stats).send_all(todo, concurrency)
+                PartUploader(cluster, verified, model_id, journal, bar, stats).send_all(parts, done, concurrency)
             finally:
                 journal.close()
         model = get_model(cluster, model_id)
