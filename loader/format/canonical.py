@@ -14,8 +14,10 @@ from typing import Any
 
 MAX_DEPTH = 32  # a manifest nests 6 deep; a vocabulary 2
 MAX_VALUES = 2_000_000  # a 250k-token vocabulary with its scores and merges has under a million
-# A whole string (escapes included), or one structural character; anything else is scalar text between them.
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*+"|[\[\]{},]')
+# A whole string (escapes included): strings hold no structure, so the shape is counted on the text without them.
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*+"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+_STRUCTURE = re.compile(r"[\[\]{},]")
 
 
 class JsonProblem(ValueError):
@@ -40,10 +42,15 @@ def _no_constants(name: str) -> Any:
 
 
 def shape_problem(text: str, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> str | None:
-    """Why the document nests deeper or holds more values than allowed; None when it does not."""
+    """Why the document nests deeper or holds more values than allowed (the first met, reading from the start);
+    None when it does not. Values are the containers and the commas. Strings are cut out in one pass, and when
+    the counted values are within the limit only the brackets are walked: a manifest of a thousand files, read at
+    every verify, took 35 ms token by token."""
+    skeleton = _STRINGS.sub("", text)
+    within = skeleton.count("[") + skeleton.count("{") + skeleton.count(",") <= max_values
     depth = values = 0
-    for match in _TOKENS.finditer(text):
-        char = text[match.start()]
+    for match in (_BRACKETS if within else _STRUCTURE).finditer(skeleton):
+        char = match.group()
         if char in "[{":
             depth += 1
             values += 1
@@ -51,7 +58,7 @@ def shape_problem(text: str, max_depth: int = MAX_DEPTH, max_values: int = MAX_V
                 return f"nested too deeply (more than {max_depth} levels)"
         elif char in "]}":
             depth -= 1
-        elif char == ",":
+        else:
             values += 1
         if values > max_values:
             return f"holds more than {max_values} values"
