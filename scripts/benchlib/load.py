@@ -6,7 +6,8 @@ random definition of --size. Both tools upload the same raw definition, config a
 own virtual environment (scripts/eland-venv) through `PyTorchModel.put_config/put_model/put_vocab`, as its
 importer does. `esbundle load` also verifies the bundle (signature and every byte) inside its wall time.
 Also the stand-in's own ceiling: a minimal client sending pre-encoded parts over 4 keep-alive connections
-(scripts/bench_ceiling.py), so the table shows how close each loader gets to the server's limit.
+(benchlib/ceiling.py), so the table shows how close each loader gets to the server's limit. The three take turns
+within each run, in an order that rotates from run to run.
 Reported: MB/s of raw definition, wall time and peak RSS (medians of --runs, min and max), and the ratios.
 Target: at least 85% of the stand-in's ceiling; eland's uploader for comparison.
 """
@@ -91,19 +92,24 @@ def bench_model(name: str, bundle: Path, pub: Path, server: StandIn, eland: Path
                 runs: int) -> dict[str, object]:
     definition, config, vocab = raw_files(bundle, work)
     size = definition.stat().st_size
-    ours, theirs = [], []
     env = {"ESBUNDLE_NO_PROGRESS": "1", "ESBUNDLE_AUDIT_LOG": str(work / "receipts.jsonl")}
+    tools = {
+        "esbundle": lambda model_id: measure(esbundle("load", str(bundle), "--trusted-key", str(pub), "--url",
+                                                      server.url, "--es-model-id", model_id, "--json"), env=env),
+        "eland": lambda model_id: measure([str(eland), "-c", ELAND_UPLOAD, server.url, model_id, str(definition),
+                                           str(config), str(vocab)]),
+        "ceiling": lambda model_id: Run(ceiling(server.url, model_id, size), 0.0),
+    }
+    measured: dict[str, list[Run]] = {tool: [] for tool in tools}
+    order = list(tools)
     for run in range(runs):
-        model_id = f"bench-{name}-esbundle-{run}"
-        ours.append(measure(esbundle("load", str(bundle), "--trusted-key", str(pub), "--url", server.url,
-                                     "--es-model-id", model_id, "--json"), env=env))
-        server.delete_model(model_id)
-        model_id = f"bench-{name}-eland-{run}"
-        theirs.append(measure([str(eland), "-c", ELAND_UPLOAD, server.url, model_id, str(definition),
-                               str(config), str(vocab)]))
-        server.delete_model(model_id)
-    ceilings = [Run(ceiling(server.url, f"bench-{name}-ceiling-{run}", size), 0.0) for run in range(runs)]
-    o, t, c = summary(ours), summary(theirs), summary(ceilings)
+        # Every run measures all three against the same server, in an order that turns each run: the disk's and
+        # the server's state after one upload (files deleted, caches written back) falls on each tool in turn.
+        for tool in order[run % len(order):] + order[:run % len(order)]:
+            model_id = f"bench-{name}-{tool}-{run}"
+            measured[tool].append(tools[tool](model_id))
+            server.delete_model(model_id)
+    o, t, c = (summary(measured[tool]) for tool in tools)
     mb = size / 1e6
     return {"definition_bytes": size, "esbundle": {**o, "mb_per_s": mb / o["median_s"]},
             "eland": {**t, "mb_per_s": mb / t["median_s"]}, "ceiling": {**c, "mb_per_s": mb / c["median_s"]},
