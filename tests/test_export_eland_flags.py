@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch  # noqa: F401  (declared in [export]: missing is an error, not a skip)
 
-from bundler.export.options import derive_es_model_id, normalise_task_type
+from bundler.export.options import ExportOptions, derive_es_model_id, normalise_task_type
 from bundler.keys import KeyPair, generate_keypair
 from loader import settings
 from loader.format.manifest import Manifest
@@ -277,3 +277,12 @@ def test_proxy_credentials_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None
     settings.register_proxy_secrets()
     assert settings.scrub("proxy p%40ss-w0rd / p@ss-w0rd") == "proxy *** / ***"
 
+
+
+def test_the_hub_token_travels_in_the_export_options_but_never_in_their_text(tmp_path: Path) -> None:
+    """The token rides with the rest of the export's options (no process-wide state), and printing the options, as
+    a debugger or a log line would, never shows it."""
+    options = ExportOptions(signing_key=tmp_path / "k", out=tmp_path / "o", hub_model_id="org/private",
+                            hub_access_token="hf_tokenInTheOptions123")
+    assert options.hub_access_token == "hf_tokenInTheOptions123"
+    assert "hf_tokenInTheOptions123" not in repr(options) and "hf_tokenInTheOptions123" not in str(options)

@@ -23,7 +23,6 @@ from bundler.elastic.export import PackageExportOptions, PackageExportResult, ru
 from bundler.export import ExportOptions, ExportResult, run_export
 from bundler.export.options import AUTO, HUB_ID, POOLING_CHOICES, TASK_CHOICES, hub_model_id_directory
 from bundler.export.pipeline import EXTRA_HINT, accent_summary
-from bundler.export.source import given_hub_token
 from bundler.options import parse_expires
 from bundler.writer.travel import TravelOptions
 from loader import settings
@@ -97,7 +96,8 @@ def command(hub_model_id: str | None, hub_access_token: str | None, revision: st
         emit(f"note: --hub-model-id {hub_model_id}: a directory of that name exists here, so it is exported (as "
              "eland does); run from another directory to download it from the hub", err=True)
     options = ExportOptions(
-        hub_model_id=hub_model_id, revision=revision, model_dir=model_dir, task_type=task_type,
+        hub_model_id=hub_model_id, hub_access_token=hub_access_token, revision=revision, model_dir=model_dir,
+        task_type=task_type,
         signing_key=signing_key, out=out, es_model_id=es_model_id, quantize=quantize,
         max_model_input_length=max_model_input_length, ingest_prefix=ingest_prefix, search_prefix=search_prefix,
         target_es_version=target_es_version, allow_newer_torch=allow_newer_torch, pooling=pooling,
@@ -105,8 +105,7 @@ def command(hub_model_id: str | None, hub_access_token: str | None, revision: st
         allow_unsupported_ops=allow_unsupported_ops, part_size=part_size,
         bundle_version=bundle_version, expires_in_days=parse_expires(expires_in), travel=travel)
     try:
-        with given_hub_token(hub_access_token):
-            result = run_export(options)
+        result = run_export(options)
     except ModuleNotFoundError as exc:  # torch or transformers absent: the offline install
         raise UsageError(f"esbundle export needs {exc.name}, which is not installed here", hint=EXTRA_HINT) from None
     if as_json:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class ExportOptions(BundleOptions):
 
     task_type: str = AUTO
     hub_model_id: str | None = None
+    hub_access_token: str | None = field(default=None, repr=False)  # a secret: never printed with the options
     revision: str | None = None
     model_dir: Path | None = None
     quantize: bool = False

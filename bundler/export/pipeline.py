@@ -130,8 +130,8 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     """Stage 1: the model's small files; task, pooling, tokenizer family, accents, vocabulary and max length
     decided; then the weights (hub) and the hash of every file used."""
     options = checked.options
-    source = (src.hub_source_light(options.hub_model_id, options.revision) if options.hub_model_id
-              else src.local_source(Path(options.model_dir or ".")))
+    source = (src.hub_source_light(options.hub_model_id, options.revision, options.hub_access_token)
+              if options.hub_model_id else src.local_source(Path(options.model_dir or ".")))
     st_layout = tasks.read_sentence_transformer(source.path)
     model_dir = st_layout.transformer_dir if st_layout else source.path
     facts = tasks.read_model_facts(model_dir, sentence_transformer=st_layout is not None,
@@ -151,7 +151,7 @@ def resolve(checked: Checked, log: StageLog) -> ExportPlan:
     max_len, origin = es_config.max_sequence_length(
         override=options.max_model_input_length, st_max_seq_length=st_layout.max_seq_length if st_layout else None,
         tokenizer=tokenizer, family=family.name, task=task, position_limit=facts.position_limit)
-    source = src.fetch_weights(source)
+    source = src.fetch_weights(source, options.hub_access_token)
     plan = ExportPlan(
         checked=checked, source=source, files=src.hash_files(source.path), st_layout=st_layout, model_dir=model_dir,
         facts=facts, task=task, tokenizer=cluster_view, own_tokenizer=own_view, accent_rule=rule, pooling=pooling,

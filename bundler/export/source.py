@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +37,6 @@ IGNORE_PATTERNS = [
 WEIGHT_PATTERNS = ["*.safetensors"]
 LEGACY_WEIGHT_PATTERNS = ["*.bin", "*.pt", "*.pth"]
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-# --hub-access-token of the export under way: set around the export by the command (`given_hub_token`), because
-# the pipeline hands this module ids only; read by `_hub_download` with the environment behind it.
-_GIVEN_TOKEN: ContextVar[str | None] = ContextVar("hub_access_token", default=None)
 TOKEN_HINT = f"give a token that can read it: --hub-access-token, or {settings.HUB_ACCESS_TOKEN} or {settings.HF_TOKEN}"
 
 
@@ -68,17 +62,6 @@ class Source:
         return {"kind": "directory", "directory": str(self.path)}
 
 
-@contextmanager
-def given_hub_token(token: str | None) -> Iterator[None]:
-    """Use `token` (--hub-access-token; None: not given) for the hub downloads made inside the block."""
-    settings.register_secret(token)
-    reset = _GIVEN_TOKEN.set(token)
-    try:
-        yield
-    finally:
-        _GIVEN_TOKEN.reset(reset)
-
-
 def local_source(directory: Path) -> Source:
     path = directory.expanduser()
     if not path.exists():
@@ -88,7 +71,9 @@ def local_source(directory: Path) -> Source:
     return Source(path=path.resolve(), kind="directory")
 
 
-def _hub_download(hub_model_id: str, revision: str | None, **patterns: Any) -> Path:
+def _hub_download(hub_model_id: str, revision: str | None, given_token: str | None, **patterns: Any) -> Path:
+    """A snapshot of the files matching `patterns`; `given_token`: --hub-access-token (None: not given), ahead of
+    the environment's."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -99,7 +84,7 @@ def _hub_download(hub_model_id: str, revision: str | None, **patterns: Any) -> P
         RevisionNotFoundError,
     )
 
-    token, origin = settings.hub_token(_GIVEN_TOKEN.get())
+    token, origin = settings.hub_token(given_token)
     settings.register_secret(token)  # scrubbed from anything the error boundary prints
     settings.register_proxy_secrets()
     with_token = f"the token from {origin}" if origin else "no token (other than one saved by `hf auth login`)"
@@ -131,24 +116,25 @@ def _hub_download(hub_model_id: str, revision: str | None, **patterns: Any) -> P
         raise ModelError(f"{what}: download failed ({exc})") from None
 
 
-def hub_source_light(hub_model_id: str, revision: str | None) -> Source:
+def hub_source_light(hub_model_id: str, revision: str | None, given_token: str | None = None) -> Source:
     """Fetch only the small files and record the commit the revision resolved to."""
-    path = _hub_download(hub_model_id, revision, allow_patterns=LIGHT_PATTERNS, ignore_patterns=IGNORE_PATTERNS)
+    path = _hub_download(hub_model_id, revision, given_token, allow_patterns=LIGHT_PATTERNS,
+                         ignore_patterns=IGNORE_PATTERNS)
     # The snapshot folder is named after the resolved commit (huggingface_hub's cache layout), online or offline.
     sha = path.name if _SHA.match(path.name) else None
     return Source(path=path, kind="hub", hub_model_id=hub_model_id, revision=revision, commit_sha=sha)
 
 
-def fetch_weights(source: Source) -> Source:
+def fetch_weights(source: Source, given_token: str | None = None) -> Source:
     """Complete a hub snapshot with the weights (safetensors, or the legacy pickles when there are none)."""
     if source.kind != "hub" or source.hub_model_id is None:
         return source
     # Pin to the commit already resolved, so the weights cannot come from a newer push than the configs.
     revision = source.commit_sha or source.revision
-    path = _hub_download(source.hub_model_id, revision, allow_patterns=LIGHT_PATTERNS + WEIGHT_PATTERNS,
+    path = _hub_download(source.hub_model_id, revision, given_token, allow_patterns=LIGHT_PATTERNS + WEIGHT_PATTERNS,
                          ignore_patterns=IGNORE_PATTERNS)
     if not any(path.rglob("*.safetensors")):
-        path = _hub_download(source.hub_model_id, revision,
+        path = _hub_download(source.hub_model_id, revision, given_token,
                              allow_patterns=LIGHT_PATTERNS + LEGACY_WEIGHT_PATTERNS, ignore_patterns=IGNORE_PATTERNS)
     return Source(path=path, kind="hub", hub_model_id=source.hub_model_id, revision=source.revision,
                   commit_sha=source.commit_sha)
