@@ -287,16 +287,9 @@ def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519Pub
     ]
     for name, error, run, ok_text in stages:
         _stage(name, error, run(), report, ok_text)
-    entries = volumes.entries(manifest)
-    total = sum(e.stored_size for e in entries)
-    with Progress("verify", total, enabled=progress) as bar:
-        found = content_problems(volumes, manifest, workers or cores(), bar, whole_definition=whole_definition)
-    joined = "; the parts joined match the definition's sha256" if whole_definition and not volumes.missing(
-        manifest) else ""
-    _stage("sha256", IntegrityError, found, report,
-           f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match{joined}")
+    _bytes_stage(volumes, manifest, report, workers or cores(), progress, whole_definition)
     _stage("content", LayoutError, semantic_problems(volumes, manifest), report,
-           _content_text(manifest, entries))
+           _content_text(manifest, volumes.entries(manifest)))
     missing = volumes.missing(manifest)
     if missing and not allow_incomplete:
         raise IncompleteError(
@@ -305,6 +298,19 @@ def verify_bundle(paths: Path | Sequence[Path], trusted: Mapping[str, Ed25519Pub
             hint="check the other media as they arrive; load needs all of them")
     return Verified(volumes=volumes, manifest=manifest, manifest_bytes=manifest_bytes, signer_key_id=signer,
                     checks=tuple(checks))
+
+
+def _bytes_stage(volumes: VolumeSet, manifest: Manifest, report: OnCheck, workers: int, progress: bool | None,
+                 whole_definition: bool) -> None:
+    """Steps 7-8: every stored byte, with a progress bar."""
+    entries = volumes.entries(manifest)
+    total = sum(e.stored_size for e in entries)
+    with Progress("verify", total, enabled=progress) as bar:
+        found = content_problems(volumes, manifest, workers, bar, whole_definition=whole_definition)
+    joined = "; the parts joined match the definition's sha256" if whole_definition and not volumes.missing(
+        manifest) else ""
+    _stage("sha256", IntegrityError, found, report,
+           f"{len(entries)} files, {total} stored bytes; decompressed sizes and sha256 match{joined}")
 
 
 def _content_text(manifest: Manifest, entries: Sequence[FileEntry]) -> str:
