@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import pybase64
 
+from loader.allocation import keep_freed_buffers
 from loader.bundle.content import read_verified
 from loader.bundle.verify import Verified, cores, window
 from loader.cluster.client import Cluster
@@ -233,6 +234,7 @@ def upload(cluster: Cluster, verified: Verified, model_id: str, *, create: bool,
            concurrency: int, progress: bool | None) -> tuple[UploadStats, dict[str, Any]]:
     """Config (when creating), vocabulary, parts; then confirm `fully_defined`. Returns stats and the model."""
     stats = UploadStats()
+    keep_freed_buffers()
     if create:
         journal.forget()
         put_config(cluster, verified, model_id)
