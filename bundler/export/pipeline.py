@@ -231,7 +231,7 @@ def guard_memory(plan: ExportPlan, log: StageLog) -> None:
 
 
 @dataclass(frozen=True)
-class Expected:
+class OriginalAnswers:
     """The original's answers, taken before tracing (check.py), so that the original can be freed first."""
 
     check: Any  # check.Expected
@@ -244,7 +244,7 @@ class Saved:
 
     tracer_warnings: int
     deployment_bytes: int  # what the cluster holds once per deployment
-    expected: Expected  # with the quantized module's own answers when quantized
+    expected: OriginalAnswers  # with the quantized module's own answers when quantized
 
 
 @dataclass(frozen=True)
@@ -302,7 +302,7 @@ def _load_model(plan: ExportPlan, log: StageLog) -> Any:
     return loaded
 
 
-def _expected(plan: ExportPlan, loaded: Any) -> Expected:
+def _expected(plan: ExportPlan, loaded: Any) -> OriginalAnswers:
     """Everything the check and the accent record need from the original model."""
     from bundler.export import accent_check, check
 
@@ -312,10 +312,10 @@ def _expected(plan: ExportPlan, loaded: Any) -> Expected:
         accents_expected = accent_check.expected_answers(plan.accent_rule, loaded=loaded,
                                                          own_tokenizer=plan.own_tokenizer, tokenizer=plan.tokenizer,
                                                          task=plan.task, max_length=plan.max_len)
-    return Expected(check=answers, accents=accents_expected)
+    return OriginalAnswers(check=answers, accents=accents_expected)
 
 
-def _trace(plan: ExportPlan, loaded: Any, expected: Expected, definition: Path) -> Saved:
+def _trace(plan: ExportPlan, loaded: Any, expected: OriginalAnswers, definition: Path) -> Saved:
     """Trace the wrapper (quantized first if asked, in place: the original has answered) into `definition`.
     Returns nothing that holds a weight, so that the caller can free the model."""
     from bundler.export import check, trace, wrappers
