@@ -1,5 +1,5 @@
-"""Keep freed part buffers inside the process while a definition streams through it.
-
+"""What glibc does with freed memory: keep part-sized buffers for reuse while a definition streams through the
+loader (`keep_freed_buffers`), or give freed pages back at once (`return_freed_memory`, after export frees a model).
 Every part passes through a few fresh buffers of 1-2 MiB (read, base64, request body). glibc serves blocks that
 size with their own mappings and returns each to the kernel once freed (its threshold for that adapts upwards,
 but each of the loader's threads allocates from its own arena, and the top of a heap is trimmed back at 128 KiB):
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
+from typing import Any
 
 # glibc's mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -20,13 +22,27 @@ MMAP_THRESHOLD = 32 << 20  # larger than any part's buffers: they come from the 
 TRIM_THRESHOLD = 256 << 20  # free memory kept at a heap's top before it is returned: a window of parts and more
 
 
-def keep_freed_buffers() -> bool:
-    """Ask glibc to keep part-sized freed buffers for reuse; True when it agreed."""
+def glibc(function: str) -> Callable[..., Any] | None:
+    """One of the C library's malloc functions; None where the library has none by that name (not glibc)."""
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return None
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc
+        return getattr(ctypes.CDLL(name), function)
+    except (OSError, AttributeError):
+        return None
+
+
+def keep_freed_buffers() -> bool:
+    """Ask glibc to keep part-sized freed buffers for reuse; True when it agreed."""
+    mallopt = glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def return_freed_memory() -> None:
+    """Ask glibc to give the free pages inside its heaps back to the system now (malloc_trim)."""
+    trim = glibc("malloc_trim")
+    if trim is not None:
+        trim(0)

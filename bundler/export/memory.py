@@ -365,19 +365,12 @@ def release() -> None:
     """Return freed memory to the system now: collect cycles (a module graph holds some), and ask glibc to give
     back the free pages inside its heaps, where the weights of a freed model would otherwise stay resident and
     count against the next copy."""
-    import ctypes
-    import ctypes.util
     import gc
 
+    from loader.allocation import return_freed_memory
+
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
+    return_freed_memory()
 
 
 def read_budget() -> Budget | None:
