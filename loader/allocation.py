@@ -1,5 +1,6 @@
 """What glibc does with freed memory: keep part-sized buffers for reuse while a definition streams through the
 loader (`keep_freed_buffers`), or give freed pages back at once (`return_freed_memory`, after export frees a model).
+
 Every part passes through a few fresh buffers of 1-2 MiB (read, base64, request body). glibc serves blocks that
 size with their own mappings and returns each to the kernel once freed (its threshold for that adapts upwards,
 but each of the loader's threads allocates from its own arena, and the top of a heap is trimmed back at 128 KiB):
