@@ -12,7 +12,6 @@ does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 from typing import Any
 
@@ -25,12 +24,11 @@ TRIM_THRESHOLD = 256 << 20  # free memory kept at a heap's top before it is retu
 
 def glibc(function: str) -> Callable[..., Any] | None:
     """One of the C library's malloc functions; None where the library has none by that name (not glibc)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    # The symbols already loaded into this process (dlopen(NULL)): the C library Python runs on, found without
+    # find_library's search (which starts ldconfig).
     try:
-        return getattr(ctypes.CDLL(name), function)
-    except (OSError, AttributeError):
+        return getattr(ctypes.CDLL(None), function)
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no handle for "this process"
         return None
 
 

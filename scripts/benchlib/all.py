@@ -1,7 +1,7 @@
 """`scripts/bench`: every side-by-side benchmark in one run, a table with the targets, bench/results.json and a
 PNG chart of the ratios, every one the same way up (higher is better).
 
-Usage: scripts/bench [--quick] [--runs 3] [--workdir DIR] [--wait-quiet MINUTES]
+Usage: scripts/bench [--quick] [--runs 5] [--workdir DIR] [--wait-quiet MINUTES]
 - verify of a bundle (1 GiB; 128 MiB with --quick): esbundle verify against `openssl dgst -sha256` and `sha256sum`
   of the same raw bytes, warm cache;
 - load of a synthetic definition of the same size into one stand-in: esbundle load against eland's uploader, and
@@ -12,7 +12,8 @@ Usage: scripts/bench [--quick] [--runs 3] [--workdir DIR] [--wait-quiet MINUTES]
 Every figure is the median of --runs runs (at least 3), with min and max. Other work on the machine skews every
 figure: the run first waits (up to --wait-quiet minutes, 40 by default) for a 1-minute load average below
 --quiet-load (1.0) and the CPU under 20% busy, then runs anyway; it records whether the machine was quiet, and
-what share of the CPU other work took during each phase.
+what share of the CPU other work took during each phase. Each measured command starts once the disk has written
+back what the one before it wrote (benchlib.common.settle).
 """
 from __future__ import annotations
 
@@ -204,7 +205,7 @@ def chart(results: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Smaller sizes, to check that everything runs.")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--wait-quiet", type=float, default=40, metavar="MINUTES")
     parser.add_argument("--quiet-load", type=float, default=1.0)

@@ -7,6 +7,7 @@ import resource
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,20 @@ def write_random(path: Path, size: int) -> None:
             n = min(left, 16 << 20)
             handle.write(os.urandom(n))
             left -= n
+
+
+def settle(timeout: float = 60.0) -> None:
+    """Write every dirty page back and wait until the kernel holds few (/proc/meminfo Dirty + Writeback): each
+    measured command then starts on a clean disk instead of paying for the writes of the one before it (a 1 GiB
+    upload leaves its parts to be written back for seconds after it ends)."""
+    os.sync()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        pending_kb = sum(int(fields.get(key, "0 kB").split()[0]) for key in ("Dirty", "Writeback"))
+        if pending_kb < 16 * 1024:
+            return
+        time.sleep(0.2)
 
 
 def load_average() -> tuple[float, float, float]:

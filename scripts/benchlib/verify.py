@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchlib.common import VENV_BIN, measure, summary, warm, write_random
+from benchlib.common import VENV_BIN, measure, settle, summary, warm, write_random
 from bundler.cli.sizes import parse_size
 
 OPENSSL_TARGET = 0.75  # verify wall / openssl wall, at most
@@ -52,6 +52,7 @@ def run(size: int, runs: int, workdir: Path) -> dict[str, object]:
     }
     env = {"ESBUNDLE_NO_PROGRESS": "1"}
     measured: dict[str, list] = {name: [] for name in commands}
+    settle()  # the bundle just packed is written back before anything is timed
     for _ in range(runs):
         for name, cmd in commands.items():
             measured[name].append(measure(cmd, env=env))
