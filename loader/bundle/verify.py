@@ -147,6 +147,12 @@ def window(workers: int, part_size: int) -> int:
     return max(2, min(2 * workers, WINDOW_BYTES // max(part_size, 1)))
 
 
+def joined_mismatch() -> Problem:
+    """The parts, joined in order, do not hash to the signed whole-definition sha256 (step 8)."""
+    return Problem(layout.DEFINITION_DIR, "definition sha256",
+                   "the parts joined differ from the signed sha256 of the whole definition")
+
+
 def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progress: Progress, *,
                      whole_definition: bool = True) -> list[Problem]:
     """Steps 7-8 for every file; with every part given and `whole_definition`, the raw parts in order must also
@@ -187,8 +193,7 @@ def content_problems(volumes: VolumeSet, manifest: Manifest, workers: int, progr
         for future in joined:
             future.result()
     if whole is not None and not problems and whole.hexdigest() != manifest.definition.sha256:
-        problems.append(Problem(layout.DEFINITION_DIR, "definition sha256",
-                                "the parts joined differ from the signed sha256 of the whole definition"))
+        problems.append(joined_mismatch())
     return problems
 
 

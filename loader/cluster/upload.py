@@ -26,11 +26,11 @@ import pybase64
 
 from loader.allocation import keep_freed_buffers
 from loader.bundle.content import read_verified
-from loader.bundle.verify import Verified, cores, window
+from loader.bundle.verify import Verified, cores, joined_mismatch, window
 from loader.cluster.client import Cluster
 from loader.cluster.journal import Journal
 from loader.cluster.preflight import get_model
-from loader.errors import ClusterError, IntegrityError, Problem
+from loader.errors import ClusterError, IntegrityError
 from loader.format import layout
 from loader.format.cluster_metadata import METADATA_KEY
 from loader.format.manifest import FileEntry
@@ -151,10 +151,9 @@ class PartUploader:
         self.cluster.call(f"delete the incomplete model [{self.model_id}]",
                           lambda c: c.ml.delete_trained_model(model_id=self.model_id, force=True))
         self.journal.forget()
+        problem = joined_mismatch()
         raise IntegrityError(
-            "definition sha256 check failed: the parts joined differ from the signed sha256 of the whole definition",
-            problems=[Problem(layout.DEFINITION_DIR, "definition sha256",
-                              "the parts joined differ from the signed sha256 of the whole definition")],
+            f"{problem.check} check failed: {problem.detail}", problems=[problem],
             hint="the bundle was signed with a definition sha256 that is not its parts'; ask the publisher for a "
                  "new bundle",
             outcome=f"its last part was not sent and [{self.model_id}] was deleted from the cluster")
